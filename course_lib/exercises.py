@@ -57,8 +57,11 @@ class Exercise:
         self._hint = hint
         self._solution = textwrap.dedent(solution).strip()
 
-    def check(self, answer: Any) -> bool:
-        """Check ``answer``; print a confirmation or raise :class:`IncorrectAnswer`."""
+    def check(self, answer: Any) -> None:
+        """Check ``answer``; print a confirmation or raise :class:`IncorrectAnswer`.
+
+        Returns None, so a notebook cell that ends with ``check()`` shows only the confirmation.
+        """
         if answer is None or answer is Ellipsis:
             raise IncorrectAnswer(f"{self.name}: no answer yet. Replace the placeholder with your code, then run the cell again.")
         try:
@@ -66,7 +69,6 @@ class Exercise:
         except IncorrectAnswer as error:
             raise IncorrectAnswer(f"{self.name}: {error}") from None
         print(f"Correct: {self.name}." + (f" {confirmation}" if confirmation else ""))
-        return True
 
     def hint(self) -> None:
         """Print the hint."""

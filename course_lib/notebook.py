@@ -25,6 +25,8 @@ def setup_notebook(seed: int = 0, verbose: bool = True) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
+    _import_tensorflow_quietly()
+
     import matplotlib
 
     matplotlib.rcParams.update(
@@ -41,3 +43,32 @@ def setup_notebook(seed: int = 0, verbose: bool = True) -> None:
     if verbose:
         mode = "quick (MFR_QUICK=1: small subsets, few epochs)" if quick_mode() else "full (MFR_QUICK=0)"
         print(f"Mode: {mode}")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's standard error silenced.
+
+    TensorFlow 2.16 and later print absl and CUDA-probe lines to file
+    descriptor 2 during import, before ``TF_CPP_MIN_LOG_LEVEL`` is read, so the
+    descriptor itself is redirected to the null device for the import.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        stderr_fd = sys.__stderr__.fileno()
+    except (AttributeError, OSError, ValueError):
+        stderr_fd = 2
+    saved = os.dup(stderr_fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), stderr_fd)
+            try:
+                import keras  # noqa: F401
+                import tensorflow  # noqa: F401
+            except ImportError:
+                pass
+    finally:
+        os.dup2(saved, stderr_fd)
+        os.close(saved)

@@ -1,0 +1,164 @@
+"""Command line of the course benchmarks.
+
+Sub-commands::
+
+    python -m benchmarks notebooks   # quick-mode time and peak memory of every notebook
+    python -m benchmarks inference   # crops or frames per second of each deployed model
+    python -m benchmarks training    # training images per second
+    python -m benchmarks accuracy    # full-mode accuracy figures of notebooks 02 to 05
+    python -m benchmarks all         # all of the above
+    python -m benchmarks report      # rewrite docs/benchmarks.md from benchmarks/results/
+    python -m benchmarks run-notebooks  # execute every notebook (used by ./course run)
+
+Every measuring sub-command stores its rows with the machine description in
+``benchmarks/results/<sub-command>.json`` (one file per machine kind, CPU or
+GPU, so a GPU run adds rows instead of replacing the CPU ones) and then
+rewrites ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .machine import describe_machine
+from .report import RESULTS_DIR, write_report
+
+log = logging.getLogger("benchmarks")
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPOSITORY / "notebooks"
+
+NOTEBOOK_MEMORY_BUDGET_MB = 2048.0
+"""Binder gives a student 2 GB (here taken as 2 GiB = 2,048 MiB) of memory."""
+NOTEBOOK_TOTAL_BUDGET_S = 20 * 60
+"""The whole quick-mode notebook run must finish within 20 minutes on a 2-core CPU."""
+
+TOPIC_MODULES = ("bench_masks", "bench_descriptors", "bench_classifier", "bench_detection", "bench_recognition", "bench_pipeline")
+"""Modules under benchmarks/ that may define ``inference()``, ``training()`` or ``accuracy()``."""
+
+
+def _notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _store(name: str, rows: list[dict], command: str, notes: list[str] | None = None) -> Path:
+    machine = describe_machine()
+    kind = "gpu" if machine["gpus"] else "cpu"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{kind}.json"
+    payload = {"name": name, "command": command, "machine": machine, "rows": rows, "notes": notes or []}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"Wrote {path.relative_to(REPOSITORY)}")
+    return path
+
+
+def measure_notebooks(selected: list[str] | None = None) -> list[dict]:
+    """Execute each notebook in quick mode in a fresh kernel; return one row per notebook plus budget rows."""
+    from course_lib.config import cache_dir
+    from course_lib.runner import execute_notebook
+
+    rows = []
+    output_dir = cache_dir("benchmarks", "executed")
+    for path in _notebooks():
+        if selected and not any(name in path.name for name in selected):
+            continue
+        print(f"Running {path.name} in quick mode ...", flush=True)
+        run = execute_notebook(path, output_dir=output_dir, environment={"MFR_QUICK": "1"})
+        rows.append(
+            {
+                "notebook": run.notebook,
+                "seconds": round(run.seconds, 1),
+                "peak memory (MiB)": round(run.peak_memory_mb),
+                "under 2 GiB": "pass" if run.peak_memory_mb < NOTEBOOK_MEMORY_BUDGET_MB else "FAIL",
+                "error": run.error or "",
+            }
+        )
+        print(f"  {rows[-1]}", flush=True)
+    if not selected:
+        total = sum(row["seconds"] for row in rows)
+        rows.append(
+            {
+                "notebook": "all notebooks (total)",
+                "seconds": round(total, 1),
+                "peak memory (MiB)": max((row["peak memory (MiB)"] for row in rows), default=0),
+                "under 2 GiB": "pass" if all(row["under 2 GiB"] == "pass" for row in rows) else "FAIL",
+                "error": f"total time budget 20 min: {'pass' if total < NOTEBOOK_TOTAL_BUDGET_S else 'FAIL'}",
+            }
+        )
+    return rows
+
+
+def run_topic_benchmarks(kind: str) -> list[dict]:
+    """Call ``<kind>()`` in every topic module that defines it and collect the rows."""
+    rows = []
+    for module_name in TOPIC_MODULES:
+        try:
+            module = importlib.import_module(f"benchmarks.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"benchmarks.{module_name}":
+                continue
+            raise
+        function = getattr(module, kind, None)
+        if function is None:
+            continue
+        print(f"Running {module_name}.{kind}() ...", flush=True)
+        start = time.perf_counter()
+        for row in function():
+            rows.append({"topic": module_name.removeprefix("bench_"), **row})
+            print(f"  {rows[-1]}", flush=True)
+        log.info("%s.%s took %.0f s", module_name, kind, time.perf_counter() - start)
+    return rows
+
+
+def run_notebooks_for_course() -> int:
+    """Execute every notebook in the current mode into the cache; return a process exit code."""
+    from course_lib.config import cache_dir, quick_mode
+    from course_lib.runner import execute_notebook
+
+    output_dir = cache_dir("executed")
+    mode = "quick" if quick_mode() else "full"
+    failures = 0
+    for path in _notebooks():
+        print(f"Running {path.name} ({mode} mode) ...", flush=True)
+        run = execute_notebook(path, output_dir=output_dir)
+        status = f"failed: {run.error}" if run.error else "done"
+        print(f"  {status} in {run.seconds:.0f} s, peak memory {run.peak_memory_mb:.0f} MiB", flush=True)
+        failures += bool(run.error)
+    print(f"Executed notebooks are in {output_dir}. Open the course with: .venv/bin/jupyter lab notebooks/")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Measure the figures the course claims and write docs/benchmarks.md.")
+    parser.add_argument(
+        "command",
+        choices=["notebooks", "inference", "training", "accuracy", "all", "report", "run-notebooks"],
+        help="what to measure; 'report' only rewrites docs/benchmarks.md from stored results",
+    )
+    parser.add_argument("--only", nargs="*", help="for 'notebooks': run only notebooks whose file name contains one of these strings")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    if args.command == "run-notebooks":
+        return run_notebooks_for_course()
+    if args.command in ("notebooks", "all"):
+        rows = measure_notebooks(args.only)
+        _store("notebooks", rows, "python -m benchmarks notebooks" + (f" --only {' '.join(args.only)}" if args.only else ""))
+    for kind in ("inference", "training", "accuracy"):
+        if args.command in (kind, "all"):
+            rows = run_topic_benchmarks(kind)
+            _store(kind, rows, f"python -m benchmarks {kind}")
+    write_report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
