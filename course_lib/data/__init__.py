@@ -1,5 +1,11 @@
-"""Dataset registry, fetching and loaders of the course."""
+"""Dataset registry, fetching and loaders of the course.
 
+The functions ``fetch`` and ``verify`` stay in their modules
+(``from course_lib.data.fetch import fetch``) so that the module names
+``course_lib.data.fetch`` and ``course_lib.data.verify`` keep naming modules.
+"""
+
+from .fetch import FetchError, ManualDownloadError
 from .loaders import (
     lfw_image_root,
     load_att_faces,
@@ -11,6 +17,7 @@ from .loaders import (
 )
 from .records import MASK_CLASS_TITLES, MASK_CLASSES, DetectionRecord, FaceRecord, PairRecord
 from .registry import DATASETS, DatasetNotFoundError, DatasetSpec, get_dataset
+from .verify import DatasetReport
 from .voc import AnnotationError, AnnotationReport, parse_voc
 
 __all__ = [
@@ -20,9 +27,12 @@ __all__ = [
     "AnnotationError",
     "AnnotationReport",
     "DatasetNotFoundError",
+    "DatasetReport",
     "DatasetSpec",
     "DetectionRecord",
     "FaceRecord",
+    "FetchError",
+    "ManualDownloadError",
     "PairRecord",
     "get_dataset",
     "lfw_image_root",
