@@ -37,6 +37,8 @@ NOTEBOOKS_DIR = REPOSITORY / "notebooks"
 
 NOTEBOOK_MEMORY_BUDGET_MB = 2048.0
 """Binder gives a student 2 GB (here taken as 2 GiB = 2,048 MiB) of memory."""
+NOTEBOOK_MEMORY_BUDGETS_MB = {"00_setup_and_tour.ipynb": 1536.0}
+"""Tighter memory budgets for single notebooks: the tour must leave room on Binder for a second open notebook."""
 NOTEBOOK_TOTAL_BUDGET_S = 20 * 60
 """The whole quick-mode notebook run must finish within 20 minutes on a 2-core CPU."""
 
@@ -71,12 +73,14 @@ def measure_notebooks(selected: list[str] | None = None) -> list[dict]:
             continue
         print(f"Running {path.name} in quick mode ...", flush=True)
         run = execute_notebook(path, output_dir=output_dir, environment={"MFR_QUICK": "1"})
+        budget = NOTEBOOK_MEMORY_BUDGETS_MB.get(run.notebook, NOTEBOOK_MEMORY_BUDGET_MB)
         rows.append(
             {
                 "notebook": run.notebook,
                 "seconds": round(run.seconds, 1),
                 "peak memory (MiB)": round(run.peak_memory_mb),
-                "under 2 GiB": "pass" if run.peak_memory_mb < NOTEBOOK_MEMORY_BUDGET_MB else "FAIL",
+                "memory budget (MiB)": round(budget),
+                "memory": "pass" if run.peak_memory_mb < budget else "FAIL",
                 "error": run.error or "",
             }
         )
@@ -88,7 +92,8 @@ def measure_notebooks(selected: list[str] | None = None) -> list[dict]:
                 "notebook": "all notebooks (total)",
                 "seconds": round(total, 1),
                 "peak memory (MiB)": max((row["peak memory (MiB)"] for row in rows), default=0),
-                "under 2 GiB": "pass" if all(row["under 2 GiB"] == "pass" for row in rows) else "FAIL",
+                "memory budget (MiB)": round(NOTEBOOK_MEMORY_BUDGET_MB),
+                "memory": "pass" if all(row["memory"] == "pass" for row in rows) else "FAIL",
                 "error": f"total time budget 20 min: {'pass' if total < NOTEBOOK_TOTAL_BUDGET_S else 'FAIL'}",
             }
         )

@@ -11,7 +11,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPORT_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 SECTIONS = (
-    ("notebooks", "Notebooks in quick mode", "Run time and peak resident memory of each notebook, executed top to bottom in a fresh kernel with `MFR_QUICK=1`. Budgets: each notebook under 2 GiB (Binder's limit); all notebooks together under 20 minutes on a 2-core CPU."),
+    ("notebooks", "Notebooks in quick mode", "Run time and peak resident memory of each notebook, executed top to bottom in a fresh kernel with `MFR_QUICK=1`. Budgets: each notebook under 2 GiB (Binder's limit), notebook 00 under 1.5 GiB; all notebooks together under 20 minutes on a 2-core CPU. The machine must be otherwise idle for the times to mean anything."),
     ("inference", "Inference speed", "Crops or frames per second of each deployed model at the stated input size."),
     ("training", "Training speed", "Training images per second."),
     ("accuracy", "Accuracy", "Results of notebooks 02 to 05, computed by the same library functions the notebooks call."),
