@@ -193,9 +193,9 @@ def _write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
 def _init_worker() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from .faces import _mtcnn
+    from .faces import mtcnn_detector
 
-    _mtcnn()  # each worker process loads its own detector once
+    mtcnn_detector()  # each worker process loads its own detector once
 
 
 def mask_one(source: os.PathLike | str, target: os.PathLike | str, mask_type: str, seed: int, min_score: float = 0.9) -> dict[str, str]:

@@ -169,9 +169,9 @@ def detect_landmarks(
     from tqdm.auto import tqdm
 
     # The detector instance that course_lib.faces.detect_faces uses, loaded once.
-    from .faces import LANDMARK_NAMES, _mtcnn
+    from .faces import LANDMARK_NAMES, mtcnn_detector
 
-    detector = _mtcnn()
+    detector = mtcnn_detector()
     landmarks = np.zeros((len(images), 5, 2), dtype=np.float32)
     detected = np.zeros(len(images), dtype=bool)
     starts = range(0, len(images), batch_size)
