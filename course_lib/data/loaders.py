@@ -101,7 +101,7 @@ def load_lfw_people(split: str = "DevTrain", min_images: int = 1) -> list[FaceRe
         if len(person_records) >= min_images:
             records.extend(person_records)
     if missing and split != "all":
-        log.info("LFW %s: %d listed images are not on disk (a partial copy); they are left out.", split, missing)
+        log.debug("LFW %s: %d listed images are not on disk (a partial copy); they are left out.", split, missing)
     return records
 
 
