@@ -20,15 +20,24 @@ In the notebooks, the student's code sits between nbgrader's solution markers::
 
 The student version of a notebook replaces the marked region by code that
 raises ``NotImplementedError``, so an unfinished exercise fails with a clear
-message and the rest of the notebook still runs.
+message and the rest of the notebook still runs (see :mod:`course_lib.student`).
+
+Setting the environment variable ``MFR_HIDE_SOLUTIONS=1`` makes
+:meth:`Exercise.solution` print a notice instead of the solution, for course
+runs where exercises are graded. The reference code is still readable in the
+installed package, so this discourages rather than prevents.
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from typing import Any, Callable
 
 import numpy as np
+
+
+HIDE_SOLUTIONS_VARIABLE = "MFR_HIDE_SOLUTIONS"
 
 
 class IncorrectAnswer(AssertionError):
@@ -75,7 +84,10 @@ class Exercise:
         print(f"Hint for {self.name}: {self._hint}")
 
     def solution(self) -> None:
-        """Print the reference solution."""
+        """Print the reference solution, unless ``MFR_HIDE_SOLUTIONS`` is set to 1."""
+        if os.environ.get(HIDE_SOLUTIONS_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}:
+            print(f"Solutions are hidden in this course run ({HIDE_SOLUTIONS_VARIABLE}=1). Try hint() instead.")
+            return
         print(f"Solution for {self.name}:\n{self._solution}")
 
     def __repr__(self) -> str:
