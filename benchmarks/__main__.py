@@ -19,7 +19,6 @@ rewrites ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -55,6 +54,15 @@ def _store(name: str, rows: list[dict], command: str, notes: list[str] | None = 
     kind = "gpu" if machine["gpus"] else "cpu"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}-{kind}.json"
+    if "--only" in command and path.is_file():
+        # A partial run replaces only the rows of what it measured.
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        key = "notebook" if name == "notebooks" else "topic"
+        measured = {row.get(key) for row in rows}
+        kept = [row for row in previous["rows"] if row.get(key) not in measured and not str(row.get(key, "")).startswith("all notebooks")]
+        rows = kept + rows
+        if previous["command"] != command:
+            command = f"{previous['command']}; {command}"
     payload = {"name": name, "command": command, "machine": machine, "rows": rows, "notes": notes or []}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"Wrote {path.relative_to(REPOSITORY)}")
@@ -100,22 +108,41 @@ def measure_notebooks(selected: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def run_topic_benchmarks(kind: str) -> list[dict]:
-    """Call ``<kind>()`` in every topic module that defines it and collect the rows."""
+_RESULT_MARKER = "BENCHMARK-ROWS:"
+
+
+def run_topic_benchmarks(kind: str, selected: list[str] | None = None) -> list[dict]:
+    """Call ``<kind>()`` in every topic module that defines it and collect the rows.
+
+    Each module runs in its own Python process, because some pin the thread
+    count of NumPy, OpenCV or TensorFlow at import time and that setting must
+    not leak into the next module's measurements.
+    """
+    import subprocess
+
     rows = []
     for module_name in TOPIC_MODULES:
-        try:
-            module = importlib.import_module(f"benchmarks.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"benchmarks.{module_name}":
-                continue
-            raise
-        function = getattr(module, kind, None)
-        if function is None:
+        path = REPOSITORY / "benchmarks" / f"{module_name}.py"
+        if not path.is_file() or f"def {kind}(" not in path.read_text(encoding="utf-8"):
+            continue
+        if selected and module_name.removeprefix("bench_") not in selected:
             continue
         print(f"Running {module_name}.{kind}() ...", flush=True)
         start = time.perf_counter()
-        for row in function():
+        script = (
+            "import json, sys\n"
+            f"from benchmarks import {module_name} as module\n"
+            f"rows = list(module.{kind}())\n"
+            f"print({_RESULT_MARKER!r} + json.dumps(rows, default=str))\n"
+        )
+        completed = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, capture_output=True, text=True)
+        if completed.returncode != 0:
+            tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
+            log.error("%s.%s failed with exit status %d:\n%s", module_name, kind, completed.returncode, tail)
+            rows.append({"topic": module_name.removeprefix("bench_"), "error": tail.splitlines()[-1] if tail else "failed"})
+            continue
+        lines = [line for line in completed.stdout.splitlines() if line.startswith(_RESULT_MARKER)]
+        for row in json.loads(lines[-1][len(_RESULT_MARKER) :]):
             rows.append({"topic": module_name.removeprefix("bench_"), **row})
             print(f"  {rows[-1]}", flush=True)
         log.info("%s.%s took %.0f s", module_name, kind, time.perf_counter() - start)
@@ -147,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=["notebooks", "inference", "training", "accuracy", "all", "report", "run-notebooks"],
         help="what to measure; 'report' only rewrites docs/benchmarks.md from stored results",
     )
-    parser.add_argument("--only", nargs="*", help="for 'notebooks': run only notebooks whose file name contains one of these strings")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        help=(
+            "for 'notebooks': run only notebooks whose file name contains one of these strings; "
+            "for the other sub-commands: run only these topics (masks, descriptors, classifier, detection, recognition, pipeline)"
+        ),
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -159,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         _store("notebooks", rows, "python -m benchmarks notebooks" + (f" --only {' '.join(args.only)}" if args.only else ""))
     for kind in ("inference", "training", "accuracy"):
         if args.command in (kind, "all"):
-            rows = run_topic_benchmarks(kind)
-            _store(kind, rows, f"python -m benchmarks {kind}")
+            rows = run_topic_benchmarks(kind, args.only)
+            only = f" --only {' '.join(args.only)}" if args.only else ""
+            _store(kind, rows, f"python -m benchmarks {kind}{only}")
     write_report()
     return 0
 

@@ -73,3 +73,39 @@ def benchmark_descriptors(repeats: int = 3) -> dict:
 if __name__ == "__main__":
     for key, value in benchmark_descriptors().items():
         print(f"{key}: {value}")
+
+
+def inference() -> list[dict]:
+    """Rows for ``python -m benchmarks inference``: descriptor extraction speed on one core."""
+    result = benchmark_descriptors()
+    names = ("lbp_uniform", "lbp_nri_uniform", "hog", "sift_detected", "sift_dense")
+    return [
+        {
+            "model": f"descriptor {name}",
+            "input": "AT&T 92x112 grayscale, 400 images",
+            "threads": 1,
+            "ms per image": result[f"{name}_ms_per_image"],
+            "images per second": round(1000.0 / result[f"{name}_ms_per_image"], 1),
+        }
+        for name in names
+    ]
+
+
+def accuracy() -> list[dict]:
+    """Rows for ``python -m benchmarks accuracy``: the notebook 02 experiment on AT&T and on the LFW mirror."""
+    from course_lib import shallow
+
+    rows = []
+    for dataset, people in (("att_faces", None), ("lfw", None)):
+        table, _ = shallow.run_experiment(dataset, people=people, progress=False)
+        for result in table.to_dicts():
+            rows.append(
+                {
+                    "experiment": f"notebook 02, {dataset}, rank-1",
+                    "descriptor": result["descriptor"],
+                    "region": result["region"],
+                    "probe condition": result["condition"],
+                    "accuracy (%)": round(100 * result["accuracy"], 1),
+                }
+            )
+    return rows

@@ -92,3 +92,21 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def inference() -> list[dict]:
+    """Rows for ``python -m benchmarks inference``: detector speed at 640x480, all threads."""
+    results = run()
+    conditions = results.pop("conditions")
+    rows = []
+    for name, values in results.items():
+        rows.append(
+            {
+                "model": f"detector {name}",
+                "input": conditions["frame_size"],
+                "threads": f"all ({conditions['cpu_count']})",
+                "ms per frame": values["ms_per_frame"],
+                "frames per second": values["fps"],
+            }
+        )
+    return rows
