@@ -49,11 +49,11 @@ log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 
-MASK_MODEL_NAME = "mask_classifier.keras"
-"""File name, under ``cache_dir("classifier")``, of the mask classifier that :func:`load_mask_model` looks for."""
+MASK_MODEL_NAME = "notebook03_classifier.keras"
+"""File name, under ``cache_dir("classifier")``, of the mask classifier that notebook 03 saves and :func:`load_mask_model` looks for."""
 
-EMBEDDING_MODEL_NAME = "embedding_model.keras"
-"""File name, under ``cache_dir("recognition")``, of the embedding model that :func:`load_embedder` looks for."""
+EMBEDDING_MODEL_NAME = "arcface_masks.keras"
+"""File name, under ``cache_dir("recognition")``, of the embedding model that notebook 05 saves and :func:`load_embedder` looks for."""
 
 
 # --- mask status ---------------------------------------------------------------------
@@ -251,8 +251,7 @@ def load_embedder(path: Path | str | None = None) -> Embedder:
 
         return Embedder(embed_with_model, f"embedding model loaded from {path.name}", threshold=0.5)
 
-    # TODO: once the recognition notebook saves its model to cache_dir("recognition"), this fallback
-    # is used only when that notebook has not been run.
+    # Used only until notebook 05 has saved its embedding model to cache_dir("recognition").
     def embed_with_hog(image, landmarks_list):
         rows = [hog_periocular_embedding(align_face(image, points, 112)) for points in landmarks_list]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
