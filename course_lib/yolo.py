@@ -415,7 +415,8 @@ def train_detector(
     model.compile(optimizer=optimizer, classification_loss="binary_crossentropy", box_loss="ciou")
     callbacks = [_time_limit_callback(max_seconds)] if max_seconds else []
     log.info("Training YOLOv8 on %d images for up to %d epochs at %d px.", len(records), epochs, config.image_size)
-    history = model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    # The tf.data pipeline above already shuffles; Keras ignores (and warns about) shuffle=True for datasets.
+    history = model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 

@@ -50,9 +50,11 @@ def test_covers_mouth_not_eyes(faces, mask_type):
     for index, (image, detection) in enumerate(faces):
         masked = apply_mask(image, detection.landmarks, mask_type, seed=index)
         covered = landmark_covered(masked, detection.landmarks)
-        assert covered["mouth_left"] and covered["mouth_right"], (mask_type, index, covered)
+        assert covered["mouth_left"], (mask_type, index, covered)
+        assert covered["mouth_right"], (mask_type, index, covered)
         assert covered["nose"], (mask_type, index, covered)
-        assert not covered["left_eye"] and not covered["right_eye"], (mask_type, index, covered)
+        assert not covered["left_eye"], (mask_type, index, covered)
+        assert not covered["right_eye"], (mask_type, index, covered)
         assert masked.correctly_worn
 
 
@@ -62,7 +64,8 @@ def test_below_nose(faces, base):
         masked = apply_mask(image, detection.landmarks, "below_nose", seed=index, base=base)
         covered = landmark_covered(masked, detection.landmarks)
         assert not covered["nose"], (index, covered)
-        assert covered["mouth_left"] and covered["mouth_right"], (index, covered)
+        assert covered["mouth_left"], (index, covered)
+        assert covered["mouth_right"], (index, covered)
         assert not masked.correctly_worn
 
 
@@ -81,9 +84,12 @@ def test_result_types(faces):
     image, detection = faces[0]
     before = image.copy()
     masked = apply_mask(image, detection.landmarks, "surgical")
-    assert isinstance(masked, MaskedFace) and masked.ok
-    assert masked.image.shape == image.shape and masked.image.dtype == np.uint8
-    assert masked.region.shape == image.shape[:2] and masked.region.dtype == bool
+    assert isinstance(masked, MaskedFace)
+    assert masked.ok
+    assert masked.image.shape == image.shape
+    assert masked.image.dtype == np.uint8
+    assert masked.region.shape == image.shape[:2]
+    assert masked.region.dtype == bool
     assert np.array_equal(image, before)
     changed = np.any(masked.image != image, axis=2)
     assert changed[masked.region].mean() > 0.95
@@ -114,7 +120,8 @@ def test_colour(faces):
     image, detection = faces[0]
     masked = apply_mask(image, detection.landmarks, "surgical", colour=(200, 30, 30), pleats=0)
     mean = masked.image[masked.region].mean(axis=0)
-    assert mean[0] > mean[1] + 60 and mean[0] > mean[2] + 60
+    assert mean[0] > mean[1] + 60
+    assert mean[0] > mean[2] + 60
 
 
 def test_roll(faces):
@@ -126,8 +133,11 @@ def test_roll(faces):
     points = detection.landmarks @ matrix[:, :2].T + matrix[:, 2]
     masked = apply_mask(rotated, points, "surgical")
     covered = landmark_covered(masked, points)
-    assert covered["mouth_left"] and covered["mouth_right"] and covered["nose"]
-    assert not covered["left_eye"] and not covered["right_eye"]
+    assert covered["mouth_left"]
+    assert covered["mouth_right"]
+    assert covered["nose"]
+    assert not covered["left_eye"]
+    assert not covered["right_eye"]
 
 
 def test_yaw():
@@ -149,7 +159,8 @@ def test_yaw():
 def test_no_face(image):
     result = mask_face(image)
     assert isinstance(result, NoFace)
-    assert not result.ok and not result
+    assert not result.ok
+    assert not result
     assert result.reason == "no face found"
 
 
@@ -173,7 +184,9 @@ def test_bad_landmarks(faces):
 def test_mask_face(faces):
     image, _ = faces[4]
     result = mask_face(image, "kn95", seed=2, valve=True)
-    assert result.ok and result.mask_type == "kn95" and result.options["valve"] is True
+    assert result.ok
+    assert result.mask_type == "kn95"
+    assert result.options["valve"] is True
 
 
 def test_chin_point():
