@@ -130,18 +130,29 @@ def run_topic_benchmarks(kind: str, selected: list[str] | None = None) -> list[d
         print(f"Running {module_name}.{kind}() ...", flush=True)
         start = time.perf_counter()
         script = (
-            "import json, sys\n"
+            "import json, logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')\n"
             f"from benchmarks import {module_name} as module\n"
             f"rows = list(module.{kind}())\n"
             f"print({_RESULT_MARKER!r} + json.dumps(rows, default=str))\n"
         )
-        completed = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, capture_output=True, text=True)
-        if completed.returncode != 0:
-            tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
-            log.error("%s.%s failed with exit status %d:\n%s", module_name, kind, completed.returncode, tail)
-            rows.append({"topic": module_name.removeprefix("bench_"), "error": tail.splitlines()[-1] if tail else "failed"})
+        # The module's log lines are passed through as they come, so long runs show their progress.
+        # Lines are split on "\n" only, so the "\r" updates of progress bars pass through unchanged.
+        process = subprocess.Popen([sys.executable, "-c", script], cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = []
+        for raw in process.stdout:
+            line = raw.decode("utf-8", errors="replace")
+            output.append(line.rstrip("\n").split("\r")[-1])
+            if not line.startswith(_RESULT_MARKER):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        returncode = process.wait()
+        if returncode != 0:
+            tail = "\n".join(output[-5:])
+            log.error("%s.%s failed with exit status %d:\n%s", module_name, kind, returncode, tail)
+            rows.append({"topic": module_name.removeprefix("bench_"), "error": output[-1] if output else "failed"})
             continue
-        lines = [line for line in completed.stdout.splitlines() if line.startswith(_RESULT_MARKER)]
+        lines = [line for line in output if line.startswith(_RESULT_MARKER)]
         for row in json.loads(lines[-1][len(_RESULT_MARKER) :]):
             rows.append({"topic": module_name.removeprefix("bench_"), **row})
             print(f"  {rows[-1]}", flush=True)
