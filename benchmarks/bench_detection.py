@@ -1,8 +1,17 @@
-"""Measure detector speed on 640x480 frames on the CPU: two-stage pipelines and YOLOv8.
+"""Detector speed, YOLOv8 training throughput and detection accuracy on FMD (notebook 04).
 
 Run from the repository root (MFR_DATA_DIR must point at the datasets)::
 
     python benchmarks/bench_detection.py [--frames 10]
+
+or through the benchmark command (``python -m benchmarks inference``,
+``training`` or ``accuracy``, with ``--only detection``).
+
+``inference()`` times each detector on 640x480 frames; ``training()``
+measures YOLOv8 training images per second in the quick (256 px) and full
+(640 px) configurations; ``accuracy()`` trains YOLOv8 and the two-stage
+pipeline's classifier on the training split of the FMD images at hand and
+reports mAP@0.5 and per-class AP on the held-out split.
 
 Frames are FMD images letterboxed to 640x480, so the face detector has real
 faces to work on. The crop classifier is a stand-in with the cost of a small
@@ -110,3 +119,116 @@ def inference() -> list[dict]:
             }
         )
     return rows
+
+
+def training(epochs: int = 3, count: int = 32) -> list[dict]:
+    """Rows for ``python -m benchmarks training``: YOLOv8 training images per second.
+
+    Each configuration trains for ``epochs`` epochs on ``count`` FMD images
+    with augmentation on; the first epoch, which traces the graph, is left out
+    of the throughput.
+    """
+    import keras
+
+    from course_lib import yolo
+    from course_lib.data import load_fmd
+    from course_lib.training import configure_device
+
+    records, _ = load_fmd()
+    records = records[:count]
+    rows = []
+    for name, config, batch_size in (("quick", yolo.quick_config(), 8), ("full", yolo.full_config(), 8)):
+        configure_device(0)
+        model = yolo.build_detector(config)
+        timer = _epoch_timer()
+        examples_per_epoch = len(records)
+        history = yolo.train_detector(model, records, config=config, epochs=epochs, batch_size=batch_size, callbacks=[timer])
+        timed = timer.seconds[1:] or timer.seconds
+        rows.append(
+            {
+                "model": f"YOLOv8 {name} ({config.image_size} px)",
+                "parameters": yolo.count_parameters(model)["detector"],
+                "batch": batch_size,
+                "augmentation": "on",
+                "first epoch (s)": round(timer.seconds[0], 1),
+                "training images per second": round(examples_per_epoch * len(timed) / sum(timed), 2),
+                "final loss": round(history["loss"][-1], 2),
+            }
+        )
+        del model
+        keras.backend.clear_session()
+    return rows
+
+
+def _epoch_timer():
+    """Return a Keras callback whose ``seconds`` list holds the wall-clock seconds of each epoch."""
+    import keras
+
+    class EpochSeconds(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochSeconds()
+
+
+def accuracy(yolo_epochs: int = 60, classifier_epochs: int = 20, seed: int = 0) -> list[dict]:
+    """Rows for ``python -m benchmarks accuracy``: mAP of YOLOv8 and of the two-stage pipeline on FMD.
+
+    The split is notebook 04's: :func:`course_lib.metrics_detection.split_records`
+    with 20% held out and seed 0. YOLOv8 uses the quick (256 px, CPU-sized)
+    configuration, trained for ``yolo_epochs`` epochs with the schedule and
+    augmentation of :func:`course_lib.yolo.full_training_recipe`; the full
+    640 px configuration needs a GPU. The two-stage pipeline is MTCNN on the
+    image upscaled twofold, followed by the notebook-03 classifier retrained
+    without the held-out images (:func:`course_lib.two_stage.train_crop_classifier`).
+    """
+    from course_lib import two_stage, yolo
+    from course_lib.data import load_fmd
+    from course_lib.images import read_image
+    from course_lib.metrics_detection import evaluate_detections, run_timed, split_records
+    from course_lib.training import configure_device
+
+    records, _ = load_fmd()
+    train_records, test_records = split_records(records, test_fraction=0.2, seed=seed)
+    test_images = [read_image(r.image_path) for r in test_records]
+    split = f"{len(train_records)} train / {len(test_records)} test images (seed {seed})"
+    rows = []
+
+    configure_device(seed)
+    config = yolo.quick_config()
+    recipe = {**yolo.full_training_recipe(), "epochs": yolo_epochs, "batch_size": 8}
+    model = yolo.build_detector(config)
+    started = time.perf_counter()
+    yolo.train_detector(model, train_records, config=config, seed=seed, **recipe)
+    yolo_minutes = (time.perf_counter() - started) / 60
+    found, ms = run_timed(lambda image: yolo.predict_detector(model, [image])[0], test_images, desc="YOLOv8")
+    rows.append(_accuracy_row(f"YOLOv8 quick config ({config.image_size} px), {yolo_epochs} epochs", evaluate_detections(test_records, found), ms, split, yolo_minutes))
+
+    started = time.perf_counter()
+    mask_classifier = two_stage.train_crop_classifier([r.image_path for r in test_records], epochs=classifier_epochs, seed=seed)
+    classifier_minutes = (time.perf_counter() - started) / 60
+    crop_classifier = two_stage.as_crop_classifier(mask_classifier)
+    found, ms = run_timed(lambda image: two_stage.detect_and_classify(image, crop_classifier, upscale=2.0), test_images, desc="MTCNN x2")
+    rows.append(_accuracy_row(f"MTCNN x2 + notebook-03 classifier, {classifier_epochs} epochs", evaluate_detections(test_records, found), ms, split, classifier_minutes))
+    return rows
+
+
+def _accuracy_row(name: str, scores, ms: float, split: str, minutes: float) -> dict:
+    row = {
+        "model": name,
+        "split": split,
+        "training (min)": round(minutes, 1),
+        "mAP@0.5": round(scores.map50, 3),
+        "mAP@.5:.95": round(scores.map50_95, 3),
+    }
+    row.update({f"AP@0.5 {name}": (round(value, 3) if np.isfinite(value) else "n/a") for name, value in scores.ap50.items()})
+    row.update({f"test boxes {name}": count for name, count in scores.ground_truth_counts.items()})
+    row["ms per image"] = round(ms, 1)
+    return row

@@ -356,6 +356,7 @@ def train_detector(
     augment: bool = True,
     max_seconds: float | None = None,
     seed: int = 0,
+    callbacks: Sequence | None = None,
     verbose: int = 0,
 ):
     """Train a detector on FMD records with augmentation and a warm-up plus cosine learning-rate schedule.
@@ -383,6 +384,8 @@ def train_detector(
     max_seconds : float, optional
         Stop after the epoch during which this much wall-clock time has passed.
     seed : int
+    callbacks : sequence of keras.callbacks.Callback, optional
+        Extra callbacks for ``fit`` (timers, logging).
     verbose : int
         Keras ``fit`` verbosity.
 
@@ -413,7 +416,7 @@ def train_detector(
     else:
         optimizer = keras.optimizers.Adam(schedule, global_clipnorm=10.0)
     model.compile(optimizer=optimizer, classification_loss="binary_crossentropy", box_loss="ciou")
-    callbacks = [_time_limit_callback(max_seconds)] if max_seconds else []
+    callbacks = list(callbacks or []) + ([_time_limit_callback(max_seconds)] if max_seconds else [])
     log.info("Training YOLOv8 on %d images for up to %d epochs at %d px.", len(records), epochs, config.image_size)
     # The tf.data pipeline above already shuffles; Keras ignores (and warns about) shuffle=True for datasets.
     history = model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
