@@ -20,19 +20,23 @@ measures both.
 Mask status comes from a mask classifier with a ``predict(crops)`` method
 returning ``(class_ids, probabilities)`` and a ``class_names`` attribute, such
 as :class:`course_lib.classifier.MaskClassifier`. :func:`load_mask_model` loads
-the classifier saved by the CNN notebook, or trains a small HOG + logistic
-regression model when none is saved.
+the CNN that the CNN notebook (03) saves. When that notebook has not run, it
+uses :func:`course_lib.classifier.load_or_train_classifier`, which loads the
+cached full-mode CNN or trains a quick one in about a minute.
 
 Recognition compares an embedding of each face with a gallery of enrolled
 people (:meth:`FacePipeline.enrol`) by cosine similarity; a face whose best
 similarity is below :attr:`FacePipeline.threshold` is labelled ``"unknown"``.
+:func:`load_embedder` loads the embedding model that the recognition notebook
+(05) saves. When that notebook has not run, it uses
+:func:`course_lib.recognition.load_or_train_embedding_model`, which trains an
+ArcFace model for about 1.5 minutes and fits its threshold on LFW pairs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,7 +45,6 @@ import numpy as np
 
 from .config import cache_dir, pick
 from .data import MASK_CLASS_TITLES
-from .faces import align_face
 from .images import read_image, resize, to_gray
 from .plotting import CLASS_COLOURS
 
@@ -59,91 +62,25 @@ EMBEDDING_MODEL_NAME = "arcface_masks.keras"
 # --- mask status ---------------------------------------------------------------------
 
 
-def _hog_features(crops: Sequence[np.ndarray], size: int = 64) -> np.ndarray:
-    from skimage.feature import hog
-
-    features = []
-    for crop in crops:
-        gray = to_gray(resize(np.asarray(crop), (size, size)) if crop.shape[:2] != (size, size) else np.asarray(crop))
-        features.append(hog(gray, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True))
-    return np.asarray(features, dtype=np.float32)
-
-
-@dataclasses.dataclass
-class HogMaskModel:
-    """A simple mask classifier: HOG features and logistic regression.
-
-    A stand-in for the CNN classifier of the course when none is saved; it
-    trains in seconds and predicts in about a millisecond per crop.
-
-    Attributes
-    ----------
-    classifier : sklearn.linear_model.LogisticRegression
-    class_names : tuple of str
-        Class name per class id.
-    input_size : int
-        Side, in pixels, that crops are resized to before HOG.
-    description : str
-        What the model is, for printing.
-    """
-
-    classifier: object
-    class_names: tuple[str, ...]
-    input_size: int = 64
-    description: str = "HOG + logistic regression mask model"
-
-    def predict(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Classify face crops; returns ``(class_ids, probabilities)`` like :class:`~course_lib.classifier.MaskClassifier`."""
-        if len(images) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, len(self.class_names)), dtype=np.float32)
-        probabilities = np.zeros((len(images), len(self.class_names)), dtype=np.float32)
-        probabilities[:, self.classifier.classes_] = self.classifier.predict_proba(_hog_features(images, self.input_size))
-        return probabilities.argmax(axis=1).astype(np.int64), probabilities
-
-
-def train_hog_mask_model(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], seed: int = 0) -> HogMaskModel:
-    """Train :class:`HogMaskModel` on square face crops.
-
-    Parameters
-    ----------
-    images : (N, S, S, 3) ndarray of uint8
-        Face crops, for example ``build_mask_crops().images``.
-    labels : (N,) ndarray of int
-        Class ids, indices into ``class_names``.
-    class_names : sequence of str
-    seed : int
-
-    Returns
-    -------
-    HogMaskModel
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    features = _hog_features(images, images.shape[1])
-    classifier = LogisticRegression(C=0.5, max_iter=2000, class_weight="balanced", random_state=seed)
-    classifier.fit(features, labels)
-    return HogMaskModel(classifier=classifier, class_names=tuple(class_names), input_size=int(images.shape[1]))
-
-
-def load_mask_model(path: Path | str | None = None, max_train_crops: int | None = None):
-    """Load the saved mask classifier, or train a HOG + logistic regression model.
+def load_mask_model(path: Path | str | None = None):
+    """Load the mask classifier that notebook 03 saves, or a quickly trained CNN when there is none.
 
     Parameters
     ----------
     path : path, optional
         A classifier written by :func:`course_lib.classifier.save_classifier`.
         Default: ``cache_dir("classifier") / MASK_MODEL_NAME``.
-    max_train_crops : int, optional
-        Crops used to train the fallback model; default 1,500 in quick mode and
-        all in full mode.
 
     Returns
     -------
-    MaskClassifier or HogMaskModel
-        Both have ``predict(crops) -> (class_ids, probabilities)`` and
-        ``class_names``. The attribute ``description`` names the model.
-        A trained fallback model is cached in ``cache_dir("classifier")``
-        (a pickle file) and reloaded on the next call.
+    MaskClassifier
+        ``predict(crops) -> (class_ids, probabilities)`` and ``class_names``.
+        The added attribute ``description`` names the model. When ``path``
+        does not exist, the model is the one of
+        :func:`course_lib.classifier.load_or_train_classifier` at 64 pixels:
+        the cached full-mode CNN, or else a ResNet-style CNN trained for
+        3 epochs on 1,200 crops (about a minute on two CPU cores; cached for
+        the next call).
     """
     from . import classifier as mask_classifier
 
@@ -154,56 +91,18 @@ def load_mask_model(path: Path | str | None = None, max_train_crops: int | None 
         log.info("Loaded the mask classifier %s.", path)
         return model
 
-    crops = mask_classifier.build_mask_crops(input_size=64, progress=False)
-    limit = max_train_crops if max_train_crops is not None else pick(quick=1500, full=len(crops))
-    fallback_path = cache_dir("classifier") / f"hog_mask_model_{min(limit, len(crops))}_of_{len(crops)}.pkl"
-    if fallback_path.is_file():
-        with open(fallback_path, "rb") as handle:
-            model = pickle.load(handle)
-        log.info("No saved mask classifier at %s; loaded the HOG + logistic regression model %s.", path, fallback_path.name)
-        return model
-
-    log.info("No saved mask classifier at %s; training a HOG + logistic regression model instead.", path)
-    if len(crops) > limit:
-        chosen = np.sort(np.random.default_rng(0).choice(len(crops), size=limit, replace=False))
-        crops = crops.subset(chosen)
-    model = train_hog_mask_model(crops.images, crops.labels, crops.class_names)
-    model.description = f"HOG + logistic regression mask model (simple fallback, trained on {len(crops)} crops)"
-    temporary = fallback_path.with_suffix(".tmp")
-    with open(temporary, "wb") as handle:
-        pickle.dump(model, handle)
-    temporary.replace(fallback_path)
+    full_mode_path = mask_classifier.default_classifier_path(64)
+    if full_mode_path.is_file():
+        description = f"CNN mask classifier of the full-mode experiment ({full_mode_path.name}) because notebook 03 has not saved one"
+    else:
+        description = "CNN mask classifier trained quickly (3 epochs on 1,200 crops) because notebook 03 has not saved one"
+    log.info("No saved mask classifier at %s; using the %s.", path, description)
+    model = mask_classifier.load_or_train_classifier(64)
+    model.description = description
     return model
 
 
 # --- recognition ---------------------------------------------------------------------
-
-
-def hog_periocular_embedding(aligned: np.ndarray) -> np.ndarray:
-    """Describe the eye region of an aligned face with a HOG descriptor.
-
-    A hand-crafted stand-in for a learned embedding. It uses only the upper
-    55% of the face (eyes and brows), which a mask leaves visible. On the
-    demo sequence it separates the two unmasked LFW people. It is far weaker
-    than a trained embedding, and it does not reliably match masked faces to
-    unmasked enrolment photos.
-
-    Parameters
-    ----------
-    aligned : (112, 112, 3) ndarray of uint8
-        Face aligned to the ArcFace template (:func:`course_lib.faces.align_face`).
-
-    Returns
-    -------
-    (D,) ndarray of float32
-        Unit L2 norm; HOG with 9 orientations, 8x8-pixel cells and 2x2-cell blocks.
-    """
-    from skimage.feature import hog
-
-    gray = to_gray(aligned)
-    upper = gray[: int(0.55 * gray.shape[0])]
-    vector = hog(upper, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True).astype(np.float32)
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 @dataclasses.dataclass
@@ -225,8 +124,19 @@ class Embedder:
     threshold: float = 0.5
 
 
+def _model_embedder(model, description: str, threshold: float) -> Embedder:
+    from . import recognition
+
+    def embed_with_model(image, landmarks_list):
+        if not landmarks_list:
+            return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
+        return recognition.embed_faces(model, [image] * len(landmarks_list), landmarks=list(landmarks_list), flip=False)
+
+    return Embedder(embed_with_model, description, threshold=threshold)
+
+
 def load_embedder(path: Path | str | None = None) -> Embedder:
-    """Load the trained embedding model, or fall back to HOG of the eye region.
+    """Load the embedding model that notebook 05 saves, or a quickly trained one when there is none.
 
     Parameters
     ----------
@@ -237,28 +147,31 @@ def load_embedder(path: Path | str | None = None) -> Embedder:
     Returns
     -------
     Embedder
+        When ``path`` does not exist, the model is
+        :func:`course_lib.recognition.load_or_train_embedding_model` at
+        64 pixels (trained on the first call, which takes about 2 minutes
+        on two CPU cores, then cached). The threshold is the ``threshold`` of the model's JSON
+        metadata (:func:`course_lib.recognition.load_embedding_metadata`),
+        or 0.5 when the model has none. Notebook 05 saves its model with a
+        threshold fitted on its LFW DevTest pairs.
     """
+    from . import recognition
+
     path = Path(path) if path is not None else cache_dir("recognition") / EMBEDDING_MODEL_NAME
     if path.is_file():
-        from . import recognition
-
         model = recognition.load_embedding_model(path)
+        threshold = float(recognition.load_embedding_metadata(path).get("threshold", 0.5))
+        log.info("Loaded the embedding model %s (threshold %.2f).", path, threshold)
+        return _model_embedder(model, f"embedding model loaded from {path.name}", threshold)
 
-        def embed_with_model(image, landmarks_list):
-            if not landmarks_list:
-                return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
-            return recognition.embed_faces(model, [image] * len(landmarks_list), landmarks=list(landmarks_list), flip=False)
-
-        return Embedder(embed_with_model, f"embedding model loaded from {path.name}", threshold=0.5)
-
-    # Used only until notebook 05 has saved its embedding model to cache_dir("recognition").
-    def embed_with_hog(image, landmarks_list):
-        rows = [hog_periocular_embedding(align_face(image, points, 112)) for points in landmarks_list]
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
-
-    # NOTE: 0.7 accepts the first LFW person of the demo sequence (similarity about 0.8) and rejects the
-    # others (about 0.6 and below). It is not calibrated on a benchmark.
-    return Embedder(embed_with_hog, "HOG of the eye region (simple fallback, no trained model found)", threshold=0.7)
+    log.info("No saved embedding model at %s; using the quickly trained ArcFace model.", path)
+    model = recognition.load_or_train_embedding_model(64)
+    metadata = recognition.load_embedding_metadata(recognition.quick_embedding_model_path(64))
+    description = (
+        f"ArcFace embedding model trained quickly ({metadata['training_seconds']:.0f} s on {metadata['train_faces']} LFW faces) "
+        "because notebook 05 has not saved one"
+    )
+    return _model_embedder(model, description, float(metadata["threshold"]))
 
 
 # --- detection and tracking ------------------------------------------------------------

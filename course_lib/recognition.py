@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
@@ -351,23 +352,38 @@ def build_embedding_model(
     return keras.Model(inputs, outputs, name=name)
 
 
-def save_embedding_model(model, path) -> Path:
+def save_embedding_model(model, path, metadata: dict | None = None) -> Path:
     """Save an embedding model (architecture and weights) to a ``.keras`` file.
 
     Only the embedding network is saved: training heads hold one weight vector
     per training identity and are not needed to embed new faces. Reload with
     :func:`load_embedding_model`.
 
+    Parameters
+    ----------
+    model : keras.Model
+    path : path
+        ``.keras`` is appended when missing.
+    metadata : dict, optional
+        JSON-serialisable facts about the model, written next to it (same
+        path, suffix ``.json``) after the model, and read back by
+        :func:`load_embedding_metadata`. The webcam demo reads ``threshold``
+        (a cosine similarity) as its starting decision threshold.
+
     Returns
     -------
     Path
-        The file written (``.keras`` is appended when missing).
+        The model file written.
     """
     path = Path(path)
     if path.suffix != ".keras":
         path = path.with_name(path.name + ".keras")
     path.parent.mkdir(parents=True, exist_ok=True)
+    metadata_path = path.with_suffix(".json")
+    metadata_path.unlink(missing_ok=True)
     model.save(path)
+    if metadata is not None:
+        metadata_path.write_text(json.dumps(metadata, indent=2, default=float) + "\n", encoding="utf-8")
     return path
 
 
@@ -477,6 +493,7 @@ def make_training_dataset(
     mask_rate: float = 0.5,
     identity_batches: int = 0,
     seed: int = 0,
+    augment: bool = False,
 ):
     """Build the ``tf.data`` pipeline that feeds ``steps`` batches of training faces.
 
@@ -492,6 +509,14 @@ def make_training_dataset(
         0 draws faces uniformly (for classification heads); ``K > 0`` draws each
         batch as ``batch_size / K`` identities x ``K`` faces, as the triplet
         loss needs.
+    augment : bool
+        Also jitter the geometry and the photometry of every face, as small
+        alignment errors and lighting changes would: a random square crop of
+        90% to 100% of the side, its centre moved by up to 4% of the side
+        (any part outside the image is black), resized back to the input size; then a
+        contrast factor in ``[0.8, 1.2]`` and a brightness shift in
+        ``[-0.08, 0.08]``, clipped to ``[0, 1]``. Small training sets such as
+        LFW DevTrain overfit in a few epochs without it.
 
     Returns
     -------
@@ -528,12 +553,30 @@ def make_training_dataset(
         flip = tf.random.stateless_uniform([tf.shape(indices)[0]], seed=batch_seed + 2) < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
         images = tf.cast(images, tf.float32) / 255.0
+        if augment:
+            images = _jitter(images, batch_seed + 3)
         batch_labels = tf.gather(label_tensor, indices)
         return {"face": images, "label": batch_labels}, batch_labels
 
     dataset = tf.data.Dataset.from_tensor_slices(order.astype(np.int32)).batch(batch_size, drop_remainder=True)
     dataset = dataset.enumerate().map(assemble, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(2)
+
+
+def _jitter(images, seed):
+    """Apply the geometric and photometric jitter of :func:`make_training_dataset` to a float32 batch in ``[0, 1]``."""
+    import tensorflow as tf
+
+    count = tf.shape(images)[0]
+    side = tf.random.stateless_uniform([count], seed=seed, minval=0.90, maxval=1.0)
+    centre = 0.5 + tf.random.stateless_uniform([count, 2], seed=seed + 1, minval=-0.04, maxval=0.04)
+    boxes = tf.concat([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)
+    size = tf.shape(images)[1:3]
+    images = tf.image.crop_and_resize(images, boxes, tf.range(count), size, extrapolation_value=0.0)
+    contrast = tf.random.stateless_uniform([count, 1, 1, 1], seed=seed + 2, minval=0.8, maxval=1.2)
+    brightness = tf.random.stateless_uniform([count, 1, 1, 1], seed=seed + 3, minval=-0.08, maxval=0.08)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value((images - mean) * contrast + mean + brightness, 0.0, 1.0)
 
 
 LOSSES = ("softmax", "cosface", "arcface", "sphereface", "triplet")
@@ -553,6 +596,7 @@ def train_embedding(
     model_options: dict | None = None,
     strategy=None,
     seed: int = 0,
+    augment: bool = True,
     verbose: int = 0,
 ) -> TrainingResult:
     """Train an embedding model on aligned faces with a margin head or the triplet loss.
@@ -586,6 +630,9 @@ def train_embedding(
         Default ``tf.distribute.get_strategy()`` (one device). Pass
         ``tf.distribute.MirroredStrategy()`` to train on every local GPU.
     seed : int
+    augment : bool
+        Jitter crop, position, contrast and brightness of the training faces
+        (see :func:`make_training_dataset`); flips are always on.
     verbose : int
         Keras ``fit`` verbosity.
 
@@ -609,7 +656,7 @@ def train_embedding(
     identities, labels = np.unique(faces.identities, return_inverse=True)
     steps = max(1, int(round(epochs * len(faces) / batch_size)))
     dataset = make_training_dataset(
-        faces, labels, batch_size, steps, mask_rate, identity_batches=4 if loss == "triplet" else 0, seed=seed
+        faces, labels, batch_size, steps, mask_rate, identity_batches=4 if loss == "triplet" else 0, seed=seed, augment=augment
     )
     options = {"input_size": faces.size, **(model_options or {})}
 
@@ -1022,9 +1069,14 @@ def full_mode_experiment(
         training), the training seconds and throughput of each model, and the
         number of faces aligned with fallback landmarks.
 
-    NOTE: the targets of this experiment (88% unmasked, 85% with one face
-    masked, 10 points of gain) are not yet confirmed with 14 minutes per model
-    on an idle 2-core CPU; shorter runs on a loaded machine stayed below them.
+    With 14 minutes per model on an idle 2-core CPU, fixed landmarks and
+    the training jitter, one run reached 85.3% with one face masked after
+    mask training against 74.4% without (a gain of 10.9 points), and 87.6%
+    (without) and 86.8% (with mask training) on unmasked pairs
+    (docs/benchmarks.md).
+
+    NOTE: the unmasked accuracy is short of the 88% this experiment aims
+    for, by 0.4 and 1.2 points in that run.
     """
     config.seed_everything(seed)
     train_faces = lfw_training_faces(size, mask_variants=3, seed=seed, detect=detect)
@@ -1050,6 +1102,176 @@ def full_mode_experiment(
         "fallback_alignments": train_faces.n_fallback,
         "pairs": len(sets["unmasked"]),
     }
+
+
+# --- a quickly trained model for the webcam demo ----------------------------------
+
+
+QUICK_MODEL_IDENTITIES = None
+"""LFW DevTrain people that :func:`load_or_train_embedding_model` trains on (``None``: all 298)."""
+
+QUICK_MODEL_IMAGES_PER_IDENTITY = 20
+"""Images per person that :func:`load_or_train_embedding_model` trains on (2,986 faces in all)."""
+
+QUICK_MODEL_OPTIONS = {"widths": (16, 32, 64, 128), "blocks": (1, 1, 1, 1)}
+"""Backbone of :func:`load_or_train_embedding_model`: 0.33 M parameters at 64 px against 1.64 M for the
+default. On a shared 2-core CPU it trained 450 faces per second against 143. After 1.5 minutes of
+training it verified 77% of 400 unmasked LFW DevTest pairs against 70.5% for the default backbone."""
+
+QUICK_MODEL_THRESHOLD_PAIRS = 400
+"""LFW DevTest pairs, half of them genuine, on which :func:`load_or_train_embedding_model` fits its threshold."""
+
+QUICK_MODEL_THRESHOLD_CONDITIONS = ("unmasked", "one masked")
+"""Conditions of :func:`lfw_evaluation_sets` pooled to fit the threshold, because the demo enrols
+people from unmasked photos and then recognises them with or without a mask."""
+
+
+def quick_embedding_model_path(size: int = 64) -> Path:
+    """Return where :func:`load_or_train_embedding_model` caches its model (metadata: same path, suffix ``.json``)."""
+    return config.cache_dir("recognition") / f"arcface_masks_quick_{size}px.keras"
+
+
+def load_embedding_metadata(path) -> dict:
+    """Load the JSON metadata saved next to an embedding model (same path, suffix ``.json``).
+
+    Returns
+    -------
+    dict
+        Empty when the model has no metadata file. The recognition notebook
+        saves ``threshold`` (a cosine similarity); :func:`load_or_train_embedding_model`
+        saves ``threshold``, the training settings and timings.
+    """
+    metadata_path = Path(path).with_suffix(".json")
+    if not metadata_path.is_file():
+        return {}
+    return json.loads(metadata_path.read_text(encoding="utf-8"))
+
+
+def load_or_train_embedding_model(size: int = 64, minutes: float = 1.5, seed: int = 0):
+    """Load the cached quick ArcFace embedding model, training and caching one when there is none.
+
+    The model is the small backbone :data:`QUICK_MODEL_OPTIONS` of
+    :func:`build_embedding_model`. It is trained with the ArcFace loss (margin
+    0.3 radians) for ``minutes`` of wall-clock time, without the crop and
+    lighting jitter, which slowed learning in so short a run. The training
+    faces are up to :data:`QUICK_MODEL_IMAGES_PER_IDENTITY` images of each
+    LFW DevTrain person, and half of them are replaced by a synthetic masked
+    copy. The faces are aligned with fixed centred-face landmarks instead of
+    MTCNN (``detect=False``), so preparing them takes about 20 s instead of
+    about 5 minutes. A cosine-similarity threshold is then fitted for
+    accuracy (:func:`course_lib.verification.fit_threshold`) on
+    :data:`QUICK_MODEL_THRESHOLD_PAIRS` identity-disjoint LFW DevTest pairs,
+    unmasked and with one face masked, pooled.
+
+    The model is saved at :func:`quick_embedding_model_path` and the threshold,
+    settings and timings next to it as JSON (:func:`load_embedding_metadata`).
+    A later call loads the saved model whatever ``minutes`` and ``seed`` it
+    was trained with; delete the two files to train again.
+
+    On a 2-core CPU shared with another training job, a run with an empty
+    cache took 18 s to prepare the faces, 90 s to train (590 steps) and 10 s
+    to fit the threshold. Two such runs reached 81.5% and 83.8% 10-fold
+    accuracy on the unmasked pairs and 80.5% and 82.5% with one face masked,
+    with thresholds of 0.175 and 0.180.
+
+    NOTE: the model is much weaker than the full-mode model of the
+    recognition notebook. With the four people of
+    :func:`course_lib.pipeline.build_demo_sequence` enrolled, it gave the
+    right name to fewer than half of the faces in the sequence, and it
+    confused one LFW face with an RMFRD person.
+
+    Parameters
+    ----------
+    size : int
+        Side of the aligned faces in pixels; must be divisible by 16.
+    minutes : float
+        Training time budget, in minutes of wall-clock time. Preparing the
+        faces and fitting the threshold take about 30 s more.
+    seed : int
+        Seed of the synthetic masks, the weights and the batches.
+
+    Returns
+    -------
+    keras.Model
+        Input ``(batch, size, size, 3)`` float32 in ``[0, 1]``; output
+        ``(batch, 128)`` float32 rows of unit L2 norm.
+    """
+    from .verification import fit_threshold
+
+    if minutes <= 0:
+        raise ValueError(f"minutes must be positive, got {minutes}.")
+    path = quick_embedding_model_path(size)
+    metadata_path = path.with_suffix(".json")
+    # The metadata is written after the model, so its presence marks a complete save.
+    if path.is_file() and metadata_path.is_file():
+        log.info("Loaded the quick embedding model %s.", path)
+        return load_embedding_model(path)
+
+    log.info("No quick embedding model at %s; preparing LFW DevTrain faces to train one for %.1f minutes.", path, minutes)
+    started = time.perf_counter()
+    faces = lfw_training_faces(
+        size,
+        n_identities=QUICK_MODEL_IDENTITIES,
+        max_images_per_identity=QUICK_MODEL_IMAGES_PER_IDENTITY,
+        mask_variants=1,
+        seed=seed,
+        detect=False,
+    )
+    preparation_seconds = time.perf_counter() - started
+    batch_size = 64
+    # epochs only caps the steps: on two CPU cores the time budget ends training first, after about 13 epochs.
+    result = train_embedding(
+        faces,
+        loss="arcface",
+        mask_rate=0.5,
+        epochs=60,
+        batch_size=batch_size,
+        time_budget_s=60.0 * minutes,
+        margin=0.3,
+        model_options=QUICK_MODEL_OPTIONS,
+        seed=seed,
+        augment=False,
+    )
+
+    threshold_start = time.perf_counter()
+    sets = lfw_evaluation_sets(size, n_pairs=QUICK_MODEL_THRESHOLD_PAIRS, seed=seed, detect=False)
+    sets = {name: sets[name] for name in QUICK_MODEL_THRESHOLD_CONDITIONS}
+    evaluation = evaluate_embedding(result.model, sets, train_identities=faces.identities)
+    scores = np.concatenate([evaluation[name]["scores"] for name in QUICK_MODEL_THRESHOLD_CONDITIONS])
+    same = np.concatenate([evaluation[name]["same"] for name in QUICK_MODEL_THRESHOLD_CONDITIONS])
+    threshold = fit_threshold(scores, same)
+    threshold_seconds = time.perf_counter() - threshold_start
+
+    metadata = {
+        "threshold": round(threshold, 4),
+        "threshold_pairs": {name: len(sets[name]) for name in QUICK_MODEL_THRESHOLD_CONDITIONS},
+        "kfold_accuracy": {name: round(evaluation[name]["accuracy"], 4) for name in QUICK_MODEL_THRESHOLD_CONDITIONS},
+        "loss": "arcface",
+        "margin": 0.3,
+        "mask_rate": 0.5,
+        "model_options": QUICK_MODEL_OPTIONS,
+        "size": size,
+        "minutes": minutes,
+        "seed": seed,
+        "train_faces": len(faces),
+        "train_identities": len(result.identities),
+        "steps": result.steps,
+        "epochs": round(result.steps * batch_size / len(faces), 2),
+        "preparation_seconds": round(preparation_seconds, 1),
+        "training_seconds": round(result.seconds, 1),
+        "threshold_seconds": round(threshold_seconds, 1),
+        "images_per_second": round(result.images_per_second, 1),
+    }
+    save_embedding_model(result.model, path, metadata=metadata)
+    log.info(
+        "Saved the quick embedding model to %s: %d steps in %.0f s, threshold %.3f, 10-fold accuracy %s.",
+        path,
+        result.steps,
+        result.seconds,
+        threshold,
+        metadata["kfold_accuracy"],
+    )
+    return result.model
 
 
 # --- the geometry of margin losses on a 2-D toy embedding -------------------------

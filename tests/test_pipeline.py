@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from course_lib.classifier import MaskClassifier, default_classifier_path
+from course_lib.data import MASK_CLASSES
 from course_lib.exercises import IncorrectAnswer
 from course_lib.pipeline import (
     UNKNOWN,
@@ -15,6 +17,7 @@ from course_lib.pipeline import (
     load_mask_model,
     processor_exercise,
 )
+from course_lib.recognition import load_embedding_metadata, quick_embedding_model_path
 from course_lib.webcam import WebcamWidget, play_frames, validate_detections
 
 
@@ -25,7 +28,14 @@ def sequence():
 
 @pytest.fixture(scope="module")
 def mask_model():
+    # Without notebook 03's model this trains a quick CNN on the first run and caches it in MFR_CACHE_DIR.
     return load_mask_model()
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    # Without notebook 05's model this trains a quick ArcFace model on the first run and caches it in MFR_CACHE_DIR.
+    return load_embedder()
 
 
 def faces_inside(detections, box, min_overlap=0.5):
@@ -119,6 +129,16 @@ def test_haar_misses_masked(sequence):
     assert faces_inside(detections, sequence.boxes[0][2]) == []
 
 
+def test_mask_model_without_notebook_03(tmp_path):
+    model = load_mask_model(tmp_path / "absent.keras")
+    assert isinstance(model, MaskClassifier)
+    assert model.class_names == MASK_CLASSES
+    assert model.description.endswith("because notebook 03 has not saved one")
+    # load_or_train_classifier prefers the full-mode model when notebook 03's full-mode experiment has cached one.
+    expected = "of the full-mode experiment" if default_classifier_path(64).is_file() else "trained quickly"
+    assert expected in model.description
+
+
 def test_pipeline_rejects_bad_settings():
     with pytest.raises(ValueError, match="Unknown detector 'yolo'"):
         FacePipeline(detector="yolo")
@@ -131,8 +151,16 @@ def test_pipeline_rejects_bad_settings():
 # --- recognition
 
 
-def test_recognises_enrolled(sequence):
-    pipeline = FacePipeline(embedder=load_embedder(), detect_every=1)
+def test_embedder_without_notebook_05(tmp_path):
+    embedder = load_embedder(tmp_path / "absent.keras")
+    metadata = load_embedding_metadata(quick_embedding_model_path(64))
+    assert embedder.description.startswith("ArcFace embedding model trained quickly")
+    assert embedder.threshold == metadata["threshold"]
+    assert 0.0 < embedder.threshold < 1.0
+
+
+def test_recognises_enrolled(sequence, embedder):
+    pipeline = FacePipeline(embedder=embedder, detect_every=1)
     name = sequence.names[0]
     pipeline.enrol(name, sequence.enrolment[name])
     detections = pipeline(sequence.frames[0])
@@ -141,8 +169,8 @@ def test_recognises_enrolled(sequence):
     assert face["score"] >= pipeline.threshold
 
 
-def test_threshold_changes_live(sequence):
-    pipeline = FacePipeline(embedder=load_embedder(), detect_every=1)
+def test_threshold_changes_live(sequence, embedder):
+    pipeline = FacePipeline(embedder=embedder, detect_every=1)
     name = sequence.names[0]
     pipeline.enrol(name, sequence.enrolment[name])
     pipeline.threshold = 0.999
@@ -161,8 +189,8 @@ def test_identify_nearest():
     assert pipeline.identify(np.zeros((0, 2))) == []
 
 
-def test_enrol_rejects_bad_input(sequence):
-    pipeline = FacePipeline(embedder=load_embedder())
+def test_enrol_rejects_bad_input(sequence, embedder):
+    pipeline = FacePipeline(embedder=embedder)
     with pytest.raises(ValueError, match="name to enrol is empty"):
         pipeline.enrol("  ", sequence.enrolment[sequence.names[0]])
     with pytest.raises(ValueError, match="No face found"):

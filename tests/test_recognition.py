@@ -21,9 +21,12 @@ from course_lib.recognition import (
     embed_aligned,
     embed_faces,
     evaluate_embedding,
+    load_embedding_metadata,
     load_embedding_model,
+    load_or_train_embedding_model,
     make_training_dataset,
     prepare_faces,
+    quick_embedding_model_path,
     run_experiment,
     save_embedding_model,
     train_embedding,
@@ -148,6 +151,22 @@ def test_dataset_mask_rate_zero_keeps_faces():
         assert any(np.array_equal(image, c) or np.array_equal(image, c[:, ::-1]) for c in candidates)
 
 
+def test_dataset_augment_jitters_faces_and_keeps_range():
+    faces = random_faces()
+    labels = np.arange(len(faces)) % 4
+    (plain, _), = make_training_dataset(faces, labels, 16, 1, 0.0, seed=3).take(1)
+    (jittered, jittered_labels), = make_training_dataset(faces, labels, 16, 1, 0.0, seed=3, augment=True).take(1)
+    (again, _), = make_training_dataset(faces, labels, 16, 1, 0.0, seed=3, augment=True).take(1)
+    values = jittered["face"].numpy()
+    assert values.shape == (16, SIZE, SIZE, 3)
+    assert values.dtype == np.float32
+    assert values.min() >= 0.0
+    assert values.max() <= 1.0
+    assert not np.allclose(values, plain["face"].numpy())
+    np.testing.assert_array_equal(values, again["face"].numpy())
+    np.testing.assert_array_equal(jittered_labels.numpy(), jittered["label"].numpy())
+
+
 def test_dataset_identity_batches():
     faces = random_faces(count=40, identities=8)
     labels = np.arange(40) % 8
@@ -245,3 +264,42 @@ def test_evaluate_embedding_matches_direct_scores():
     for name, evaluation in sets.items():
         direct = cosine_similarity(embed_aligned(model, evaluation.first), embed_aligned(model, evaluation.second))
         np.testing.assert_allclose(results[name]["scores"], direct, atol=1e-5)
+
+
+def test_quick_embedding_model_cached(monkeypatch):
+    # Trains for 1.5 minutes unless an earlier test of the session (or an earlier run) cached the model.
+    first = load_or_train_embedding_model(64)
+    path = quick_embedding_model_path(64)
+    metadata = load_embedding_metadata(path)
+    assert path.is_file()
+    assert first.input_shape == (None, 64, 64, 3)
+    assert first.output_shape == (None, 128)
+    assert 0.0 < metadata["threshold"] < 1.0
+    assert metadata["train_identities"] == 298
+    assert metadata["kfold_accuracy"]["unmasked"] > 0.65
+
+    def fail(*args, **kwargs):
+        raise AssertionError("train_embedding was called although the quick model is cached.")
+
+    monkeypatch.setattr("course_lib.recognition.train_embedding", fail)
+    second = load_or_train_embedding_model(64)
+    images = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(embed_aligned(second, images), embed_aligned(first, images), atol=1e-5)
+
+
+def test_quick_embedding_model_rejects_minutes():
+    with pytest.raises(ValueError, match="minutes must be positive, got 0"):
+        load_or_train_embedding_model(64, minutes=0)
+
+
+def test_embedding_metadata_missing(tmp_path):
+    assert load_embedding_metadata(tmp_path / "model.keras") == {}
+
+
+def test_save_metadata_written_and_replaced(tmp_path):
+    model = build_embedding_model(SIZE, **TINY)
+    path = save_embedding_model(model, tmp_path / "model", metadata={"threshold": 0.25})
+    assert load_embedding_metadata(path) == {"threshold": 0.25}
+    # Saving again without metadata removes the stale file, so an old threshold is never paired with new weights.
+    save_embedding_model(model, path)
+    assert load_embedding_metadata(path) == {}

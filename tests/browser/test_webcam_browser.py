@@ -90,8 +90,10 @@ def test_webcam_demo_browser(tmp_path):
                 _wait_for_idle_notebook(page, timeout_ms=90_000)
 
                 _run_all_cells(page)
-                page.wait_for_selector(".mfr-webcam", state="attached", timeout=300_000)
-                _wait_for_idle_notebook(page, timeout_ms=300_000)
+                # With an empty cache the notebook first trains the quick mask CNN and embedding model
+                # (about 3 minutes on two CPU cores), before it shows the widget.
+                page.wait_for_selector(".mfr-webcam", state="attached", timeout=600_000)
+                _wait_for_idle_notebook(page, timeout_ms=600_000)
                 errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText:has-text('Traceback')")
                 assert errors.count() == 0, f"A cell of {NOTEBOOK.name} raised: {errors.first.inner_text()[:2000]}"
 
