@@ -45,12 +45,17 @@ def describe_machine(include_gpu: bool = True) -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
+    gpus = gpu_names() if include_gpu else []
     return {
         "date": datetime.date.today().isoformat(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpus": gpu_names() if include_gpu else [],
+        "gpus": gpus,
+        # course_lib.training.configure_device sets the Keras policy: mixed_float16 on a GPU, float32 otherwise.
+        "precision": "mixed_float16" if gpus else "float32",
+        # Keras 3 compiles with jit_compile="auto", which uses XLA for every model whose layers all support it.
+        "xla": "Keras jit_compile='auto'",
         "python": platform.python_version(),
         "versions": versions,
     }
@@ -62,5 +67,6 @@ def machine_line(machine: dict) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     return (
         f"{machine['date']}; {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
-        f"GPU: {gpus}; Python {machine['python']}; {versions}"
+        f"GPU: {gpus}; precision {machine.get('precision', 'float32')}, XLA: {machine.get('xla', 'not recorded')}; "
+        f"Python {machine['python']}; {versions}"
     )
