@@ -152,13 +152,17 @@ def predict_crops(model, images, input_size: int | None = None, batch_size: int 
     num_classes = int(model.output_shape[-1])
     if len(images) == 0:
         return np.zeros((0, num_classes), dtype=np.float32)
+    # A compiled forward pass avoids both Keras' per-call predict() set-up and eager dispatch,
+    # which dominate the cost of the small batches of a live video.
+    from .models import inference_function
+
+    forward = inference_function(model)
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = prepare_batch(images[start : start + batch_size], input_size)
-        # Calling the model directly avoids Keras' per-call predict() set-up, which dominates small batches.
-        probabilities = np.asarray(model(batch, training=False), dtype=np.float32)
+        probabilities = np.asarray(forward(batch), dtype=np.float32)
         if flip_average:
-            mirrored = np.asarray(model(batch[:, :, ::-1], training=False), dtype=np.float32)
+            mirrored = np.asarray(forward(np.ascontiguousarray(batch[:, :, ::-1])), dtype=np.float32)
             probabilities = (probabilities + mirrored) / 2
         outputs.append(probabilities)
     return np.concatenate(outputs)

@@ -728,11 +728,20 @@ def embed_aligned(model, images: np.ndarray, batch_size: int = 256, flip: bool =
     expected = model.input_shape[1]
     if images.shape[1] != expected or images.shape[2] != expected:
         raise ValueError(f"The model expects {expected}x{expected} faces, got {images.shape[1]}x{images.shape[2]}; align them at size={expected}.")
-    batch = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    embeddings = model.predict(batch, batch_size=batch_size, verbose=0)
-    if flip:
-        embeddings = embeddings + model.predict(batch[:, :, ::-1], batch_size=batch_size, verbose=0)
-    embeddings = embeddings.astype(np.float32)
+    from .models import inference_function
+
+    forward = inference_function(model)
+    parts = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        batch = chunk.astype(np.float32) / 255.0 if chunk.dtype == np.uint8 else chunk.astype(np.float32)
+        part = np.asarray(forward(batch), dtype=np.float32)
+        if flip:
+            part = part + np.asarray(forward(np.ascontiguousarray(batch[:, :, ::-1])), dtype=np.float32)
+        parts.append(part)
+    if not parts:
+        return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
+    embeddings = np.concatenate(parts)
     return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
 
 
