@@ -105,8 +105,13 @@ def test_webcam_demo_browser(tmp_path):
                     timeout=120_000,
                 )
                 state = _read_state(page)
-                # Wait for a frame with faces, so the screenshot shows boxes and labels.
-                page.wait_for_function("() => Number(document.querySelector('.mfr-webcam').dataset.faces) >= 1", timeout=60_000)
+                # Wait for a frame with three or more of the four faces boxed, so the screenshot shows boxes and
+                # labels. Under heavy load the tracker can lose faces, so any frame with a face will do after 30 s.
+                faces_at_least = "(n) => Number(document.querySelector('.mfr-webcam').dataset.faces) >= n"
+                try:
+                    page.wait_for_function(faces_at_least, arg=3, timeout=30_000)
+                except PlaywrightTimeoutError:
+                    page.wait_for_function(faces_at_least, arg=1, timeout=60_000)
                 widget.scroll_into_view_if_needed()
                 ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
                 widget.screenshot(path=str(ARTIFACT))
