@@ -49,17 +49,28 @@ def _notebooks() -> list[Path]:
     return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
+def measured_on(machine: dict) -> str:
+    """Return the date and CPU of a machine description, the provenance stored in every row."""
+    return f"{machine['date']}, {machine['cpu']}"
+
+
 def _store(name: str, rows: list[dict], command: str, notes: list[str] | None = None) -> Path:
     machine = describe_machine()
     kind = "gpu" if machine["gpus"] else "cpu"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}-{kind}.json"
+    # Each row names its own date and CPU, because a partial run keeps rows measured earlier, perhaps elsewhere.
+    rows = [{**row, "measured on": measured_on(machine)} for row in rows]
     if "--only" in command and path.is_file():
         # A partial run replaces only the rows of what it measured.
         previous = json.loads(path.read_text(encoding="utf-8"))
         key = "notebook" if name == "notebooks" else "topic"
         measured = {row.get(key) for row in rows}
-        kept = [row for row in previous["rows"] if row.get(key) not in measured and not str(row.get(key, "")).startswith("all notebooks")]
+        kept = [
+            {**row, "measured on": row.get("measured on", measured_on(previous["machine"]))}
+            for row in previous["rows"]
+            if row.get(key) not in measured and not str(row.get(key, "")).startswith("all notebooks")
+        ]
         rows = kept + rows
         if previous["command"] != command:
             command = f"{previous['command']}; {command}"
