@@ -54,7 +54,8 @@ def describe_machine(include_gpu: bool = True) -> dict:
         "gpus": gpus,
         # course_lib.training.configure_device sets the Keras policy: mixed_float16 on a GPU, float32 otherwise.
         "precision": "mixed_float16" if gpus else "float32",
-        # Keras 3 compiles with jit_compile="auto", which uses XLA for every model whose layers all support it.
+        # Keras 3 compiles with jit_compile="auto": XLA for every model whose layers all support it, unless
+        # TensorFlow's op determinism is on (the course does not turn it on).
         "xla": "Keras jit_compile='auto'",
         "python": platform.python_version(),
         "versions": versions,
