@@ -132,7 +132,7 @@ def training(epochs: int = 3, count: int = 32) -> list[dict]:
 
     from course_lib import yolo
     from course_lib.data import load_fmd
-    from course_lib.training import configure_device
+    from course_lib.training import EpochTimer, configure_device
 
     records, _ = load_fmd()
     records = records[:count]
@@ -140,8 +140,7 @@ def training(epochs: int = 3, count: int = 32) -> list[dict]:
     for name, config, batch_size in (("quick", yolo.quick_config(), 8), ("full", yolo.full_config(), 8)):
         configure_device(0)
         model = yolo.build_detector(config)
-        timer = _epoch_timer()
-        examples_per_epoch = len(records)
+        timer = EpochTimer()
         history = yolo.train_detector(model, records, config=config, epochs=epochs, batch_size=batch_size, callbacks=[timer])
         timed = timer.seconds[1:] or timer.seconds
         rows.append(
@@ -151,31 +150,13 @@ def training(epochs: int = 3, count: int = 32) -> list[dict]:
                 "batch": batch_size,
                 "augmentation": "on",
                 "first epoch (s)": round(timer.seconds[0], 1),
-                "training images per second": round(examples_per_epoch * len(timed) / sum(timed), 2),
+                "training images per second": round(len(records) * len(timed) / sum(timed), 2),
                 "final loss": round(history["loss"][-1], 2),
             }
         )
         del model
         keras.backend.clear_session()
     return rows
-
-
-def _epoch_timer():
-    """Return a Keras callback whose ``seconds`` list holds the wall-clock seconds of each epoch."""
-    import keras
-
-    class EpochSeconds(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    return EpochSeconds()
 
 
 def accuracy(yolo_epochs: int = 60, classifier_epochs: int = 20, seed: int = 0) -> list[dict]:

@@ -93,8 +93,8 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffl
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Record the wall-clock seconds of each epoch and stop once a time budget is spent."""
+class EpochTimer(keras.callbacks.Callback):
+    """Callback that records the wall-clock seconds of each epoch in ``seconds`` and stops once ``max_seconds`` are spent."""
 
     def __init__(self, max_seconds: float | None = None):
         super().__init__()
@@ -242,7 +242,7 @@ def train_classifier(
     if validation is not None:
         validation_dataset = make_dataset(validation[0], validation[1], batch_size)
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
-    timer = _EpochTimer(max_seconds)
+    timer = EpochTimer(max_seconds)
     callbacks.append(timer)
 
     if weight_decay > 0:

@@ -134,7 +134,7 @@ def test_mask_model_without_notebook_03(tmp_path):
     assert isinstance(model, MaskClassifier)
     assert model.class_names == MASK_CLASSES
     assert model.description.endswith("because notebook 03 has not saved one")
-    # load_or_train_classifier prefers the full-mode model when notebook 03's full-mode experiment has cached one.
+    # load_or_train_classifier prefers the model of the classifier's full-mode experiment when one is cached.
     expected = "of the full-mode experiment" if default_classifier_path(64).is_file() else "trained quickly"
     assert expected in model.description
 

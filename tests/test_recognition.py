@@ -151,7 +151,7 @@ def test_dataset_mask_rate_zero_keeps_faces():
         assert any(np.array_equal(image, c) or np.array_equal(image, c[:, ::-1]) for c in candidates)
 
 
-def test_dataset_augment_jitters_faces_and_keeps_range():
+def test_dataset_jitter_keeps_range():
     faces = random_faces()
     labels = np.arange(len(faces)) % 4
     (plain, _), = make_training_dataset(faces, labels, 16, 1, 0.0, seed=3).take(1)
@@ -296,7 +296,7 @@ def test_embedding_metadata_missing(tmp_path):
     assert load_embedding_metadata(tmp_path / "model.keras") == {}
 
 
-def test_save_metadata_written_and_replaced(tmp_path):
+def test_save_metadata_replaced(tmp_path):
     model = build_embedding_model(SIZE, **TINY)
     path = save_embedding_model(model, tmp_path / "model", metadata={"threshold": 0.25})
     assert load_embedding_metadata(path) == {"threshold": 0.25}
