@@ -9,8 +9,8 @@
 ``accuracy()``
     The full-mode experiment: two-class and three-class test accuracy and
     per-class recall of the ResNet-style network trained from scratch
-    (:func:`course_lib.classifier.full_mode_experiment`; about half an hour
-    on a 2-core CPU).
+    (:func:`course_lib.classifier.full_mode_experiment`: three two-class
+    networks and one three-class network, about 45 minutes on a 2-core CPU).
 
 Run one of them with ``python -m benchmarks inference`` (or ``training``,
 ``accuracy``), or this file directly for all three:
@@ -102,16 +102,22 @@ def accuracy() -> list[dict]:
     rows = []
     for task in ("two_class", "three_class"):
         summary = results[task]
+        ensemble = summary.get("ensemble", 1)
+        epochs = summary["epochs_run"]
         row = {
             "task": task.replace("_", "-"),
-            "model": summary["architecture"],
+            "model": summary["architecture"] + (f", mean of {ensemble} networks" if ensemble > 1 else ""),
             "input (px)": INPUT_SIZE,
             "train / test images": f"{summary['train_images']} / {summary['test_images']}",
-            "epochs": summary["epochs_run"],
+            "epochs": ", ".join(str(e) for e in epochs) if isinstance(epochs, list) else epochs,
             "test accuracy": summary["test_accuracy"],
             "with flip averaging": summary["test_accuracy_flip_average"],
         }
         row.update({f"recall {name}": value for name, value in summary["test_recall"].items()})
+        if ensemble > 1:
+            row["each network alone (flip averaging)"] = ", ".join(
+                f"{m['test_accuracy']:.4f} ({m['test_accuracy_flip_average']:.4f})" for m in summary["members"]
+            )
         rows.append(row)
     return rows
 

@@ -720,11 +720,30 @@ def evaluate_classifier(model, images: np.ndarray, labels: np.ndarray, class_nam
 
     ``flip_average`` averages each prediction with that of the mirrored image (:func:`predict_crops`).
     """
+    probabilities = predict_crops(model, images, flip_average=flip_average)
+    return evaluate_probabilities(probabilities, labels, class_names)
+
+
+def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> Evaluation:
+    """Compare class probabilities with ``labels`` (see :class:`Evaluation`).
+
+    Parameters
+    ----------
+    probabilities : (N, C) ndarray of float
+        Class probabilities per crop, for example the mean of several models' outputs.
+    labels : (N,) ndarray of int
+    class_names : sequence of C str
+    """
     from sklearn.metrics import confusion_matrix
 
-    probabilities = predict_crops(model, images, flip_average=flip_average)
-    predictions = probabilities.argmax(axis=1).astype(np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float32)
     labels = np.asarray(labels)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels) or probabilities.shape[1] != len(class_names):
+        raise ValueError(
+            f"Expected probabilities of shape ({len(labels)}, {len(class_names)}) for {len(labels)} labels "
+            f"and {len(class_names)} classes, got {probabilities.shape}."
+        )
+    predictions = probabilities.argmax(axis=1).astype(np.int64)
     confusion = confusion_matrix(labels, predictions, labels=np.arange(len(class_names)))
     support = confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -770,7 +789,16 @@ def split_for_test_source(crops: MaskCrops, test_source: str | None, test_fracti
 
 
 def _train_and_evaluate(
-    crops: MaskCrops, train: np.ndarray, test: np.ndarray, architecture: str, epochs: int, batch_size: int, seed: int, max_seconds, class_weight
+    crops: MaskCrops,
+    train: np.ndarray,
+    test: np.ndarray,
+    architecture: str,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    max_seconds,
+    class_weight,
+    label_smoothing: float = 0.0,
 ):
     import keras
 
@@ -798,6 +826,7 @@ def _train_and_evaluate(
         weight_decay=1e-4,
         class_weight=class_weight,
         max_seconds=max_seconds,
+        label_smoothing=label_smoothing,
     )
     evaluation = evaluate_classifier(model, crops.images[test], crops.labels[test], crops.class_names)
     flipped = evaluate_classifier(model, crops.images[test], crops.labels[test], crops.class_names, flip_average=True)
@@ -822,7 +851,7 @@ def _train_and_evaluate(
         "test_support": evaluation.support,
         "test_confusion": evaluation.confusion.tolist(),
     }
-    return model, summary
+    return model, summary, evaluation, flipped
 
 
 def full_mode_experiment(
@@ -834,6 +863,8 @@ def full_mode_experiment(
     max_seconds_per_model: float | None = None,
     tasks: Sequence[str] = ("two_class", "three_class"),
     include_rmfrd: bool = True,
+    label_smoothing: float = 0.1,
+    ensemble: int = 3,
     save: bool = True,
 ) -> dict:
     """Train and evaluate the two-class and the three-class classifier from scratch.
@@ -841,13 +872,17 @@ def full_mode_experiment(
     Two-class (mask worn / no mask): the test set is a grouped 20% of the
     classification set; training uses the rest of it, plus, with
     ``include_rmfrd``, RMFRD's real masked and unmasked faces and FMD's
-    with/without-mask crops (:func:`split_for_test_source`). Three-class: all
-    crops, split 80/20 with :func:`grouped_split`, with balanced class
-    weights for the rare incorrectly-worn class. In both, 10% of the
-    training groups are held out for early stopping. Training uses
-    augmentation, AdamW with a cosine-decaying learning rate, and restores the
-    weights of the epoch with the lowest validation loss. The test split is
-    never seen during training or model selection.
+    with/without-mask crops (:func:`split_for_test_source`). ``ensemble``
+    networks are trained with seeds ``seed``, ``seed + 1``, ... on that same
+    split, and the ensemble predicts the mean of their class probabilities.
+    Three-class: all crops, split 80/20 with :func:`grouped_split`, with
+    balanced class weights for the rare incorrectly-worn class; this is a
+    single network, the one that is saved. In both, 10% of each network's
+    training groups (drawn with its own seed) are held out for early
+    stopping. Training uses augmentation, label smoothing, AdamW with a
+    cosine-decaying learning rate, and restores the weights of the epoch
+    with the lowest validation loss. The test split is never seen during
+    training or model selection.
 
     Parameters
     ----------
@@ -857,11 +892,16 @@ def full_mode_experiment(
         Maximum epochs per model (early stopping may end sooner).
     batch_size : int
     seed : int
+        Seed of the test split and of the first network.
     max_seconds_per_model : float, optional
         Time budget per model, in seconds of wall-clock time.
     tasks : sequence of {"two_class", "three_class"}
     include_rmfrd : bool
         Add RMFRD's face crops to the training data (and, for three classes, to the test data).
+    label_smoothing : float
+        See :func:`course_lib.training.train_classifier`.
+    ensemble : int
+        Number of two-class networks (at least 1).
     save : bool
         Save the three-class model to :func:`default_classifier_path`.
 
@@ -870,7 +910,8 @@ def full_mode_experiment(
     dict
         A summary per task (test accuracy with and without flip averaging,
         per-class recall, confusion matrix, timings) and ``"conditions"``
-        (CPU count, GPUs, versions).
+        (CPU count, GPUs, versions). The two-class summary is that of the
+        ensemble, with each network's own summary under ``"members"``.
     """
     import keras
     import tensorflow as tf
@@ -878,17 +919,45 @@ def full_mode_experiment(
     unknown = set(tasks) - {"two_class", "three_class"}
     if unknown:
         raise ValueError(f"Unknown task(s) {sorted(unknown)}: use 'two_class' and/or 'three_class'.")
+    if ensemble < 1:
+        raise ValueError(f"ensemble must be at least 1 network, got {ensemble}.")
     results: dict = {}
     crops = build_mask_crops(input_size, include_fmd=True, include_rmfrd=include_rmfrd)
     if "two_class" in tasks:
         two_class = crops.subset(np.flatnonzero(crops.labels < 2))
         two_class.class_names = crops.class_names[:2]
         train, test = split_for_test_source(two_class, "mask_classification", 0.2, seed)
-        _, results["two_class"] = _train_and_evaluate(two_class, train, test, architecture, epochs, batch_size, seed, max_seconds_per_model, None)
+        members, plain, flipped = [], [], []
+        for member in range(ensemble):
+            log.info("Two-class network %d of %d (seed %d).", member + 1, ensemble, seed + member)
+            _, summary, evaluation, flipped_evaluation = _train_and_evaluate(
+                two_class, train, test, architecture, epochs, batch_size, seed + member, max_seconds_per_model, None, label_smoothing
+            )
+            members.append(summary)
+            plain.append(evaluation.probabilities)
+            flipped.append(flipped_evaluation.probabilities)
+        combined = evaluate_probabilities(np.mean(plain, axis=0), two_class.labels[test], two_class.class_names)
+        combined_flipped = evaluate_probabilities(np.mean(flipped, axis=0), two_class.labels[test], two_class.class_names)
+        results["two_class"] = {
+            **{key: members[0][key] for key in ("architecture", "train_sources", "test_sources", "parameters", "train_images", "test_images")},
+            "ensemble": ensemble,
+            "label_smoothing": label_smoothing,
+            "epochs_run": [m["epochs_run"] for m in members],
+            "training_seconds": round(sum(m["training_seconds"] for m in members), 1),
+            "test_accuracy": round(combined.accuracy, 4),
+            "test_accuracy_flip_average": round(combined_flipped.accuracy, 4),
+            "test_recall": {k: round(v, 4) for k, v in combined.recall.items()},
+            "test_support": combined.support,
+            "test_confusion": combined.confusion.tolist(),
+            "members": members,
+        }
         log.info("Two-class result: %s", results["two_class"])
     if "three_class" in tasks:
         train, test = split_for_test_source(crops, None, 0.2, seed)
-        model, results["three_class"] = _train_and_evaluate(crops, train, test, architecture, epochs, batch_size, seed, max_seconds_per_model, "balanced")
+        model, results["three_class"], _, _ = _train_and_evaluate(
+            crops, train, test, architecture, epochs, batch_size, seed, max_seconds_per_model, "balanced", label_smoothing
+        )
+        results["three_class"]["label_smoothing"] = label_smoothing
         log.info("Three-class result: %s", results["three_class"])
         if save:
             results["three_class"]["saved_to"] = str(save_classifier(model, default_classifier_path(input_size), crops.class_names))

@@ -184,6 +184,7 @@ def train_classifier(
     weight_decay: float = 0.0,
     class_weight: dict[int, float] | str | None = None,
     max_seconds: float | None = None,
+    label_smoothing: float = 0.0,
     verbose: int = 0,
 ) -> TrainingResult:
     """Train a softmax classifier on in-memory images.
@@ -219,6 +220,11 @@ def train_classifier(
         (inverse frequency, capped at 10).
     max_seconds : float, optional
         Stop after the epoch during which this many seconds have passed.
+    label_smoothing : float
+        In ``[0, 1)``. Above 0, the training target of each image gives
+        ``label_smoothing / num_classes`` to every class and the rest to the
+        true one (cross-entropy against one-hot labels), which keeps the
+        network from becoming over-confident on the training images.
     verbose : int
         Keras' ``fit`` verbosity.
 
@@ -235,12 +241,28 @@ def train_classifier(
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be a dict, 'balanced' or None, got {class_weight!r}.")
         class_weight = balanced_class_weights(labels, num_classes)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
 
     train_dataset = make_dataset(images, labels, batch_size, shuffle=True, augment=augment, seed=seed)
     validation_dataset = None
-    callbacks: list[keras.callbacks.Callback] = []
     if validation is not None:
         validation_dataset = make_dataset(validation[0], validation[1], batch_size)
+    if label_smoothing > 0:
+        import tensorflow as tf
+
+        def one_hot(x, y):
+            return x, tf.one_hot(y, num_classes)
+
+        train_dataset = train_dataset.map(one_hot)
+        validation_dataset = validation_dataset.map(one_hot) if validation_dataset is not None else None
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    callbacks: list[keras.callbacks.Callback] = []
+    if validation is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
     timer = EpochTimer(max_seconds)
     callbacks.append(timer)
@@ -249,11 +271,7 @@ def train_classifier(
         optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     else:
         optimizer = keras.optimizers.Adam(learning_rate)
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
     log.info("Training %s on %d images for up to %d epochs (batch %d, augmentation %s).", model.name, len(labels), epochs, batch_size, "on" if augment else "off")
     fit = model.fit(
         train_dataset,

@@ -185,6 +185,32 @@ def test_train_early_stopping_history(crops, small_model):
     assert 1 <= result.best_epoch <= 2
 
 
+def test_label_smoothing_trains_with_class_weights(crops, small_model):
+    rng = np.random.default_rng(1)
+    train, test = classifier.grouped_split(crops.labels, crops.groups, seed=0)
+    train = rng.choice(train, 64, replace=False)
+    test = rng.choice(test, 32, replace=False)
+    result = training.train_classifier(
+        small_model,
+        (crops.images[train], crops.labels[train]),
+        (crops.images[test], crops.labels[test]),
+        epochs=1,
+        batch_size=32,
+        class_weight="balanced",
+        label_smoothing=0.1,
+    )
+    assert np.isfinite(result.history["val_loss"][0])
+    assert 0.0 <= result.history["accuracy"][0] <= 1.0
+    probabilities = classifier.predict_crops(small_model, crops.images[test])
+    assert probabilities.shape == (32, len(crops.class_names))
+
+
+def test_label_smoothing_out_of_range(small_model):
+    images = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        training.train_classifier(small_model, (images, np.array([0, 1, 0, 1])), epochs=1, label_smoothing=1.0)
+
+
 def test_balanced_weights_capped():
     labels = np.array([0] * 500 + [1] * 2)
     weights = training.balanced_class_weights(labels, num_classes=2, max_weight=10.0)
@@ -230,3 +256,45 @@ def test_load_needs_metadata(tmp_path, small_model):
 def test_predict_crops_empty(small_model):
     probabilities = classifier.predict_crops(small_model, [])
     assert probabilities.shape == (0, 3)
+
+
+def test_evaluate_probabilities_recall_and_shape_check():
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
+    evaluation = classifier.evaluate_probabilities(probabilities, np.array([0, 0, 1, 1]), ("a", "b"))
+    assert evaluation.accuracy == 0.5
+    assert evaluation.recall == {"a": 0.5, "b": 0.5}
+    assert evaluation.confusion.tolist() == [[1, 1], [1, 1]]
+    with pytest.raises(ValueError, match=r"shape \(4, 3\)"):
+        classifier.evaluate_probabilities(probabilities, np.array([0, 0, 1, 1]), ("a", "b", "c"))
+
+
+def test_two_class_ensemble_averages_member_probabilities(crops, monkeypatch):
+    """The ensemble predicts the mean of its members' probabilities on one fixed test split."""
+    calls = []
+
+    def fake_member(task_crops, train, test, architecture, epochs, batch_size, seed, max_seconds, class_weight, label_smoothing):
+        calls.append((seed, tuple(test), label_smoothing))
+        labels = task_crops.labels[test]
+        # Each member is wrong on two crops of its own, so each scores below 100% and the mean is right everywhere.
+        probabilities = np.eye(2, dtype=np.float32)[labels] * 0.9 + 0.05
+        wrong = slice(2 * seed, 2 * seed + 2)
+        probabilities[wrong] = probabilities[wrong, ::-1]
+        evaluation = classifier.evaluate_probabilities(probabilities, labels, task_crops.class_names)
+        summary = {
+            "architecture": architecture, "train_sources": {}, "test_sources": {}, "parameters": 0,
+            "train_images": len(train), "test_images": len(test), "epochs_run": 1, "training_seconds": 1.0,
+        }
+        return None, summary, evaluation, evaluation
+
+    monkeypatch.setattr(classifier, "build_mask_crops", lambda *args, **kwargs: crops)
+    monkeypatch.setattr(classifier, "_train_and_evaluate", fake_member)
+    result = classifier.full_mode_experiment(input_size=32, tasks=("two_class",), ensemble=3, label_smoothing=0.1, save=False)
+    two_class = result["two_class"]
+    assert [seed for seed, _, _ in calls] == [0, 1, 2]
+    assert len({test for _, test, _ in calls}) == 1
+    assert {smoothing for _, _, smoothing in calls} == {0.1}
+    assert two_class["test_accuracy"] == 1.0
+    assert len(two_class["members"]) == 3
+    assert two_class["epochs_run"] == [1, 1, 1]
+    with pytest.raises(ValueError, match="at least 1"):
+        classifier.full_mode_experiment(tasks=("two_class",), ensemble=0)
