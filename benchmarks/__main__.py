@@ -72,8 +72,9 @@ def _store(name: str, rows: list[dict], command: str, notes: list[str] | None = 
             if row.get(key) not in measured and not str(row.get(key, "")).startswith("all notebooks")
         ]
         rows = kept + rows
-        if previous["command"] != command:
-            command = f"{previous['command']}; {command}"
+        # Each partial command is listed once, at the position of its latest run.
+        earlier = [part for part in previous["command"].split("; ") if part != command]
+        command = "; ".join([*earlier, command])
     payload = {"name": name, "command": command, "machine": machine, "rows": rows, "notes": notes or []}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"Wrote {path.relative_to(REPOSITORY)}")
