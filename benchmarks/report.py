@@ -30,8 +30,8 @@ TOPIC_NOTES = {
     ("accuracy", "classifier"): (
         "Notebook 03 in full mode: the ResNet-style network trained from scratch on 64-pixel crops for up to "
         "40 epochs with label smoothing 0.1. Two-class: the test set is a grouped 20% of the classification set "
-        "(near duplicates stay on one side), and training adds RMFRD and FMD crops; three networks with seeds 0, 1 "
-        "and 2 are trained on that split and their class probabilities are averaged. Three-class: one network, "
+        "(near duplicates stay on one side), and training adds RMFRD and FMD crops; three networks with different random "
+        "initialisations are trained on that split and their class probabilities are averaged. Three-class: one network, "
         "tested on a grouped 20% of all crops. Target: two-class test accuracy of at least 98%."
     ),
     ("accuracy", "detection"): (

@@ -864,7 +864,7 @@ def full_mode_experiment(
     tasks: Sequence[str] = ("two_class", "three_class"),
     include_rmfrd: bool = True,
     label_smoothing: float = 0.1,
-    ensemble: int = 3,
+    ensemble: int = 1,
     save: bool = True,
 ) -> dict:
     """Train and evaluate the two-class and the three-class classifier from scratch.
@@ -876,7 +876,7 @@ def full_mode_experiment(
     networks are trained with seeds ``seed``, ``seed + 1``, ... on that same
     split, and the ensemble predicts the mean of their class probabilities.
     Three-class: all crops, split 80/20 with :func:`grouped_split`, with
-    balanced class weights for the rare incorrectly-worn class; this is a
+    balanced class weights for the rare incorrectly-worn class. It is a
     single network, the one that is saved. In both, 10% of each network's
     training groups (drawn with its own seed) are held out for early
     stopping. Training uses augmentation, label smoothing, AdamW with a
@@ -901,7 +901,10 @@ def full_mode_experiment(
     label_smoothing : float
         See :func:`course_lib.training.train_classifier`.
     ensemble : int
-        Number of two-class networks (at least 1).
+        Number of two-class networks (at least 1). Three networks cost three
+        times the training time; in the benchmark's run they scored 97.5%
+        together and 97.0% to 97.5% alone, because they got the same test
+        images wrong.
     save : bool
         Save the three-class model to :func:`default_classifier_path`.
 
