@@ -903,8 +903,7 @@ def full_mode_experiment(
     ensemble : int
         Number of two-class networks (at least 1). Three networks cost three
         times the training time; in the benchmark's run they scored 97.5%
-        together and 97.0% to 97.5% alone, because they got the same test
-        images wrong.
+        together and 97.0% to 97.5% alone: their errors largely overlap.
     save : bool
         Save the three-class model to :func:`default_classifier_path`.
 
