@@ -29,10 +29,11 @@ TOPIC_NOTES = {
     ),
     ("accuracy", "classifier"): (
         "Notebook 03 in full mode: the ResNet-style network trained from scratch on 64-pixel crops for up to "
-        "40 epochs with label smoothing 0.1. Two-class: the test set is a grouped 20% of the classification set "
-        "(near duplicates stay on one side), and training adds RMFRD and FMD crops; three networks with different random "
-        "initialisations are trained on that split and their class probabilities are averaged. Three-class: one network, "
-        "tested on a grouped 20% of all crops. Target: two-class test accuracy of at least 98%."
+        "40 epochs with label smoothing 0.1. Two-class: the test set is a grouped 20% of the classification set, "
+        "with near duplicates kept on one side, and training adds RMFRD and FMD crops. Three networks with different "
+        "random initial weights are trained on that split, and the row reports the mean of their class probabilities "
+        "next to each network alone. Three-class: one network, tested on a grouped 20% of all crops. "
+        "Target: two-class test accuracy of at least 98%."
     ),
     ("accuracy", "detection"): (
         "Notebook 04 on the FMD images at hand, with notebook 04's 80/20 split. YOLOv8 uses its CPU-sized "
@@ -42,8 +43,8 @@ TOPIC_NOTES = {
     ),
     ("accuracy", "recognition"): (
         "Notebook 05 in full mode: two ArcFace models on 64-pixel LFW DevTrain faces, one trained without "
-        "masks and one with synthetic masks on half of the training faces, each for 60 epochs or 14 minutes, "
-        "whichever ends first (the training column gives the minutes of each, without / with masks). "
+        "masks and one with synthetic masks on half of the training faces. Each trains for 60 epochs or 14 minutes, "
+        "whichever ends first, and the training column gives the minutes of each (without / with masks). "
         "10-fold accuracy on the 1,000 identity-disjoint LFW DevTest pairs. Targets: 88% unmasked; 85% with "
         "one face masked after mask training, and 10 points more than without it."
     ),

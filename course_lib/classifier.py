@@ -845,13 +845,20 @@ def _train_and_evaluate(
         "seconds_per_epoch": round(result.mean_seconds_per_epoch, 1),
         "train_images_per_second": round(result.images_per_second, 1),
         "final_train_accuracy": round(result.history["accuracy"][-1], 4),
+        **_test_summary(evaluation, flipped),
+    }
+    return model, summary, evaluation, flipped
+
+
+def _test_summary(evaluation: Evaluation, flipped: Evaluation) -> dict:
+    """Return the rounded test accuracy (plain and flip-averaged), recall, support and confusion matrix."""
+    return {
         "test_accuracy": round(evaluation.accuracy, 4),
         "test_accuracy_flip_average": round(flipped.accuracy, 4),
-        "test_recall": {k: round(v, 4) for k, v in evaluation.recall.items()},
+        "test_recall": {name: round(value, 4) for name, value in evaluation.recall.items()},
         "test_support": evaluation.support,
         "test_confusion": evaluation.confusion.tolist(),
     }
-    return model, summary, evaluation, flipped
 
 
 def full_mode_experiment(
@@ -946,11 +953,7 @@ def full_mode_experiment(
             "label_smoothing": label_smoothing,
             "epochs_run": [m["epochs_run"] for m in members],
             "training_seconds": round(sum(m["training_seconds"] for m in members), 1),
-            "test_accuracy": round(combined.accuracy, 4),
-            "test_accuracy_flip_average": round(combined_flipped.accuracy, 4),
-            "test_recall": {k: round(v, 4) for k, v in combined.recall.items()},
-            "test_support": combined.support,
-            "test_confusion": combined.confusion.tolist(),
+            **_test_summary(combined, combined_flipped),
             "members": members,
         }
         log.info("Two-class result: %s", results["two_class"])

@@ -1084,7 +1084,7 @@ def full_mode_experiment(
     Two models with the backbone :data:`FULL_MODE_MODEL` and ``loss`` are
     trained on all LFW DevTrain faces (64-pixel aligned faces by default),
     one on unmasked faces only and one with half of the faces replaced by
-    synthetic masked copies; each stops after ``epochs`` passes over the
+    synthetic masked copies. Each stops after ``epochs`` passes over the
     faces or ``minutes_per_model`` minutes, whichever comes first. Both are
     evaluated with 10-fold accuracy on the 1,000 identity-disjoint LFW
     DevTest pairs, unmasked and with one or both faces masked.
@@ -1117,7 +1117,7 @@ def full_mode_experiment(
 
     On an idle 2-core CPU with fixed landmarks, both models ended after 60
     epochs (7.4 and 8.7 minutes). The model trained without masks verified
-    89.2% of the unmasked pairs and 74.6% with one face masked; the model
+    89.2% of the unmasked pairs and 74.6% with one face masked. The model
     trained with masks verified 85.8% and 87.7%, a gain of 13.1 points with
     one face masked (docs/benchmarks.md). An earlier run of the mask-trained
     model alone, with the same settings, gave 88.0% and 86.9%: single runs

@@ -5,7 +5,7 @@ import json
 import benchmarks.__main__ as cli
 
 
-def test_partial_runs_keep_other_topics_and_list_each_command_once(tmp_path, monkeypatch):
+def test_store_merges_partial_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "RESULTS_DIR", tmp_path)
     monkeypatch.setattr(cli, "REPOSITORY", tmp_path.parent)
     monkeypatch.setattr(cli, "describe_machine", lambda: {"date": "2026-12-05", "cpu": "Test CPU", "gpus": []})

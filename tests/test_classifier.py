@@ -166,15 +166,21 @@ def test_train_rejects_bad_labels(small_model):
         training.train_classifier(small_model, (images, np.array([0, 1, 2, 3])), epochs=1)
 
 
-def test_train_early_stopping_history(crops, small_model):
+def _sample_split(crops, n_train, n_test, seed):
+    """Return random training and validation samples of the grouped split, as (images, labels) pairs."""
     train, test = classifier.grouped_split(crops.labels, crops.groups, seed=0)
-    rng = np.random.default_rng(0)
-    train = rng.choice(train, 128, replace=False)
-    test = rng.choice(test, 64, replace=False)
+    rng = np.random.default_rng(seed)
+    train = rng.choice(train, n_train, replace=False)
+    test = rng.choice(test, n_test, replace=False)
+    return (crops.images[train], crops.labels[train]), (crops.images[test], crops.labels[test])
+
+
+def test_train_early_stopping_history(crops, small_model):
+    train, validation = _sample_split(crops, 128, 64, seed=0)
     result = training.train_classifier(
         small_model,
-        (crops.images[train], crops.labels[train]),
-        (crops.images[test], crops.labels[test]),
+        train,
+        validation,
         epochs=2,
         batch_size=32,
         class_weight="balanced",
@@ -185,15 +191,12 @@ def test_train_early_stopping_history(crops, small_model):
     assert 1 <= result.best_epoch <= 2
 
 
-def test_label_smoothing_trains_with_class_weights(crops, small_model):
-    rng = np.random.default_rng(1)
-    train, test = classifier.grouped_split(crops.labels, crops.groups, seed=0)
-    train = rng.choice(train, 64, replace=False)
-    test = rng.choice(test, 32, replace=False)
+def test_label_smoothing_with_class_weights(crops, small_model):
+    train, validation = _sample_split(crops, 64, 32, seed=1)
     result = training.train_classifier(
         small_model,
-        (crops.images[train], crops.labels[train]),
-        (crops.images[test], crops.labels[test]),
+        train,
+        validation,
         epochs=1,
         batch_size=32,
         class_weight="balanced",
@@ -201,7 +204,7 @@ def test_label_smoothing_trains_with_class_weights(crops, small_model):
     )
     assert np.isfinite(result.history["val_loss"][0])
     assert 0.0 <= result.history["accuracy"][0] <= 1.0
-    probabilities = classifier.predict_crops(small_model, crops.images[test])
+    probabilities = classifier.predict_crops(small_model, validation[0])
     assert probabilities.shape == (32, len(crops.class_names))
 
 
@@ -258,7 +261,7 @@ def test_predict_crops_empty(small_model):
     assert probabilities.shape == (0, 3)
 
 
-def test_evaluate_probabilities_recall_and_shape_check():
+def test_evaluate_probabilities_recall_and_shape():
     probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
     evaluation = classifier.evaluate_probabilities(probabilities, np.array([0, 0, 1, 1]), ("a", "b"))
     assert evaluation.accuracy == 0.5
@@ -268,7 +271,7 @@ def test_evaluate_probabilities_recall_and_shape_check():
         classifier.evaluate_probabilities(probabilities, np.array([0, 0, 1, 1]), ("a", "b", "c"))
 
 
-def test_two_class_ensemble_averages_member_probabilities(crops, monkeypatch):
+def test_ensemble_averages_probabilities(crops, monkeypatch):
     """The ensemble predicts the mean of its members' probabilities on one fixed test split."""
     calls = []
 
