@@ -127,6 +127,54 @@ def test_crops_cache_round_trip(crops):
     assert again.dropped_small == crops.dropped_small
 
 
+def test_classification_photos_cut_to_faces(crops):
+    photos = crops.sources == "mask_classification"
+    assert set(crops.sources[crops.cut_to_face]) == {"mask_classification"}
+    assert 0 < np.sum(crops.cut_to_face) < np.sum(photos)
+    # Crops come in the order of the records; a cropped face is smaller than its photo.
+    records = load_mask_classification()
+    whole_sides = np.array([min(read_image(record.path).shape[:2]) for record in records[:100]])
+    assert np.all(crops.original_sides[:100] <= whole_sides)
+    assert np.any(crops.original_sides[:100] < whole_sides)
+    cut_masked = int(np.sum(crops.cut_to_face & (crops.labels == 0)))
+    assert f"Classification photos cut to their face: with_mask {cut_masked}, without_mask" in crops.summary()
+
+
+def test_largest_face_lfw_and_blank():
+    from course_lib.data import load_lfw_people
+
+    photo = read_image(load_lfw_people()[0].path)
+    blank = np.full((120, 90, 3), 200, dtype=np.uint8)
+    box, nothing = classifier.find_largest_faces([photo, blank])
+    assert nothing is None
+    assert box.dtype == np.float32
+    # LFW deep-funneled faces sit in the middle of the 250 x 250 photo.
+    assert 60 < (box[0] + box[2]) / 2 < 190
+    assert 60 < (box[1] + box[3]) / 2 < 190
+    assert box[0] >= 0
+    assert box[2] > box[0]
+    assert box[2] <= 250
+
+
+def test_face_boxes_read_from_cache(crops, monkeypatch):
+    records = load_mask_classification()[:3]
+
+    def fail(images, **kwargs):
+        raise AssertionError("detection ran again although the boxes were cached")
+
+    monkeypatch.setattr(classifier, "find_largest_faces", fail)
+    boxes = classifier.classification_face_boxes(records, progress=False)
+    assert len(boxes) == 3
+
+
+def test_whole_photos_without_face_cropping():
+    whole = classifier.build_mask_crops(input_size=32, include_fmd=False, crop_to_face=False, progress=False)
+    assert not np.any(whole.cut_to_face)
+    first = read_image(load_mask_classification()[0].path)
+    assert whole.original_sides[0] == min(first.shape[:2])
+    assert "cut to their face: with_mask 0, without_mask 0" in whole.summary()
+
+
 def test_unreadable_image_skipped_in_training(tmp_path):
     records = load_mask_classification()
     chosen = [r for r in records if r.masked][:4] + [r for r in records if not r.masked][:4]
