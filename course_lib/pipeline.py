@@ -79,7 +79,7 @@ def load_mask_model(path: Path | str | None = None):
         does not exist, the model is the one of
         :func:`course_lib.classifier.load_or_train_classifier` at 64 pixels:
         the cached full-mode CNN, or else a ResNet-style CNN trained for
-        3 epochs on 1,200 crops (about a minute on two CPU cores; cached for
+        8 epochs on 1,200 crops (about a minute on two CPU cores; cached for
         the next call).
     """
     from . import classifier as mask_classifier
@@ -95,7 +95,7 @@ def load_mask_model(path: Path | str | None = None):
     if full_mode_path.is_file():
         description = f"CNN mask classifier of the full-mode experiment ({full_mode_path.name}) because notebook 03 has not saved one"
     else:
-        description = "CNN mask classifier trained quickly (3 epochs on 1,200 crops) because notebook 03 has not saved one"
+        description = "CNN mask classifier trained quickly (8 epochs on 1,200 crops) because notebook 03 has not saved one"
     log.info("No saved mask classifier at %s; using the %s.", path, description)
     model = mask_classifier.load_or_train_classifier(64)
     model.description = description
