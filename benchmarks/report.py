@@ -41,7 +41,7 @@ TOPIC_NOTES = {
         "configuration (256 px) with the schedule and augmentation of `yolo.full_training_recipe()` for the "
         "stated number of epochs. The 640-pixel configuration and its 150-epoch recipe are meant for a GPU and "
         "the full 853-image download, on which published YOLOv5 and YOLOv8 results are about 0.85 to 0.89 mAP@0.5. "
-        "CPU training is not bit-for-bit repeatable and the test split has 24 images, so reruns of the same code "
+        "CPU training is not bit-for-bit repeatable, and the test split has only 24 images. Reruns of the same code "
         "have scored 0.004 and 0.054 mAP@0.5 for YOLOv8, and 0.244 and 0.315 for the two-stage pipeline with its "
         "classifier trained on whole, uncut classification photos."
     ),

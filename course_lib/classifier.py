@@ -541,6 +541,11 @@ def find_largest_faces(images, min_score: float = FACE_MIN_SCORE, search_side: i
     return found
 
 
+def _photo_key(path: Path) -> str:
+    """Return the cache key of a classification photo: its class folder and file name."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def classification_face_boxes(records, use_cache: bool = True, progress: bool = True) -> dict[str, np.ndarray | None]:
     """Return the largest face box of every classification photo, found once and cached.
 
@@ -568,7 +573,7 @@ def classification_face_boxes(records, use_cache: bool = True, progress: bool = 
         content = json.loads(path.read_text())
         if content.get("settings") == settings:
             stored = content["boxes"]
-    keys = [f"{record.path.parent.name}/{record.path.name}" for record in records]
+    keys = [_photo_key(record.path) for record in records]
     todo = [i for i, key in enumerate(keys) if key not in stored]
     if todo:
         log.info("Looking for the face in %d classification photos with MTCNN.", len(todo))
@@ -708,7 +713,7 @@ def build_mask_crops(
         record = records[index]
         hashes.append(difference_hash(picture))
         image_ids.append(len(hashes) - 1)
-        box = face_boxes.get(f"{record.path.parent.name}/{record.path.name}")
+        box = face_boxes.get(_photo_key(record.path))
         cut = box is not None and max(box[2] - box[0], box[3] - box[1]) < max_face_fraction * min(picture.shape[:2])
         if cut:
             picture = crop_face(picture, box, margin=margin)
